@@ -1,0 +1,1 @@
+"""Model deployments: one module per backend, each registered under the name cluster configs use."""

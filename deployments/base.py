@@ -1,0 +1,147 @@
+"""What every model deployment shares: the stage contract, timing, and the component registry.
+
+A component is a plain class; the app builder turns it into a Ray Serve deployment, so the same
+class runs under `serve.run`, in `_local_testing_mode`, or directly in a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+@dataclass(frozen=True)
+class Contract:
+    """Which turn slots a kind of stage needs, may use, and fills."""
+
+    consumes: frozenset[str]
+    produces: frozenset[str]
+    accepts: frozenset[str] = frozenset()
+
+
+# Slots a request brings before any stage runs.
+REQUEST_SLOTS = frozenset({"audio", "images", "history"})
+
+KINDS: dict[str, Contract] = {
+    "speech_to_text": Contract(frozenset({"audio"}), frozenset({"transcript"})),
+    "emotion": Contract(
+        frozenset({"transcript"}), frozenset({"emotion"}), frozenset({"audio", "images"})
+    ),
+    "retrieval": Contract(frozenset({"transcript"}), frozenset({"context"})),
+    "image_to_text": Contract(frozenset({"images"}), frozenset({"image_text"})),
+    "llm": Contract(
+        frozenset({"transcript"}),
+        frozenset({"reply_text"}),
+        frozenset({"emotion", "context", "image_text", "images", "history"}),
+    ),
+    "text_to_speech": Contract(frozenset({"reply_text"}), frozenset({"reply_audio"})),
+}
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class StageOutput:
+    """What a stage hands back to the graph: its outputs plus its own measure of model time."""
+
+    outputs: dict[str, Any]
+    result_profile: dict[str, Any]
+    model_s: float
+    ts_model_start: float
+    extra_latency: dict[str, float] = field(default_factory=dict)
+
+
+class Component:
+    """Base of all model deployments.
+
+    Subclasses set `kind`, `Options` (validated once, at config load and at replica start) and
+    `Params` (per-stage settings from the cluster config), load their model in `__init__`
+    and implement `process`, which runs in a worker thread so the replica's event loop stays
+    free for health checks and other requests.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+
+    class Options(StrictModel):
+        pass
+
+    class Params(StrictModel):
+        pass
+
+    def __init__(self, **options: Any) -> None:
+        self.options = self.Options.model_validate(options)
+
+    def process(self, inputs: dict[str, Any], params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        raise NotImplementedError
+
+    async def run(self, inputs: dict[str, Any], params: dict[str, Any]) -> StageOutput:
+        parsed = self.Params.model_validate(params)
+        ts_start = time.time()
+        t0 = time.perf_counter()
+        outputs, profile = await asyncio.to_thread(self.process, inputs, parsed)
+        return StageOutput(outputs, profile, time.perf_counter() - t0, ts_start)
+
+    @classmethod
+    def contract(cls) -> Contract:
+        return KINDS[cls.kind]
+
+
+_COMPONENTS: dict[str, type[Component]] = {}
+
+# Components that clusters already name but that this build does not ship yet: their clusters
+# load, are listed, and refuse to be enabled with this reason.
+PLANNED: dict[str, tuple[str, str]] = {
+    "openai_stt": ("speech_to_text", "OpenAI speech-to-text is not part of this build yet"),
+    "openai_chat": ("llm", "OpenAI chat is not part of this build yet"),
+    "openai_tts": ("text_to_speech", "OpenAI text-to-speech is not part of this build yet"),
+    "quantized_llm": ("llm", "the quantized local LLM is not part of this build yet"),
+    "faiss_rag": ("retrieval", "retrieval over documents is not part of this build yet"),
+}
+
+
+def register(name: str):
+    """Class decorator: make a component available to cluster configs under `name`."""
+
+    def wrap(cls: type[Component]) -> type[Component]:
+        if cls.kind not in KINDS:
+            raise TypeError(f"{cls.__name__}.kind {cls.kind!r} is not one of {sorted(KINDS)}")
+        existing = _COMPONENTS.get(name)
+        if existing is not None and existing.__qualname__ != cls.__qualname__:
+            raise ValueError(f"component name {name!r} is taken by {existing.__qualname__}")
+        cls.name = name
+        _COMPONENTS[name] = cls
+        return cls
+
+    return wrap
+
+
+_discovered = False
+
+
+def components() -> dict[str, type[Component]]:
+    """All registered components; importing every module of this package registers them."""
+    global _discovered
+    if not _discovered:
+        import deployments
+
+        for module in pkgutil.iter_modules(deployments.__path__):
+            importlib.import_module(f"deployments.{module.name}")
+        _discovered = True
+    return _COMPONENTS
+
+
+def component_kind(name: str) -> str | None:
+    if name in components():
+        return _COMPONENTS[name].kind
+    if name in PLANNED:
+        return PLANNED[name][0]
+    return None

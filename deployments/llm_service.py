@@ -1,0 +1,81 @@
+"""LLM stage: builds the chat from the cluster's prompt template and what earlier stages found."""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Any
+
+from deployments.base import Component, StrictModel
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are OmniServe, a friendly voice assistant. Your answer is spoken aloud, so reply in "
+    "one or two short, plain sentences."
+)
+# Placeholders a prompt template may use, each filled from the turn slot of the same name.
+TEMPLATE_FIELDS = ("transcript", "emotion", "context", "image_text")
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+class LLMParams(StrictModel):
+    prompt_template: str
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_new_tokens: int | None = None
+    temperature: float = 0.0
+
+
+def template_fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+def render_slot(name: str, value: Any) -> str:
+    if name == "emotion":
+        return value.get("summary", "") if isinstance(value, dict) else str(value)
+    if name == "context" and isinstance(value, list):
+        return "\n".join(f"[{c.get('source', '?')}] {c.get('text', '')}" for c in value)
+    return str(value)
+
+
+def trim_to_sentence(text: str) -> str:
+    """Drop a trailing half sentence left by the token limit; it sounds broken when spoken."""
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else text
+
+
+class LLMService(Component):
+    kind = "llm"
+    Params = LLMParams
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], available: set[str]) -> list[tuple[str, str]]:
+        template = params.get("prompt_template")
+        if not isinstance(template, str):
+            return []
+        try:
+            fields = template_fields(template)
+        except ValueError as exc:
+            return [("prompt_template", f"is not a valid template: {exc}")]
+        errors = []
+        for name in sorted(fields):
+            if name not in TEMPLATE_FIELDS:
+                errors.append(("prompt_template", f"unknown placeholder {{{name}}}; use {TEMPLATE_FIELDS}"))
+            elif name not in available:
+                errors.append(("prompt_template", f"placeholder {{{name}}} has no earlier stage that fills it"))
+        return errors
+
+    def messages(self, inputs: dict[str, Any], params: LLMParams) -> list[dict[str, str]]:
+        values = {name: render_slot(name, inputs.get(name, "")) for name in TEMPLATE_FIELDS}
+        chat = [{"role": "system", "content": params.system_prompt}]
+        chat.extend(inputs.get("history") or [])
+        chat.append({"role": "user", "content": params.prompt_template.format(**values)})
+        return chat
+
+    def generate(self, messages: list[dict[str, str]], params: LLMParams) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def process(self, inputs: dict[str, Any], params: LLMParams) -> tuple[dict[str, Any], dict[str, Any]]:
+        messages = self.messages(inputs, params)
+        text, profile = self.generate(messages, params)
+        text = trim_to_sentence(text.strip())
+        return {"reply_text": text}, {"reply_text": text, "prompt": messages[-1]["content"], **profile}

@@ -1,0 +1,40 @@
+"""Piper (ONNX VITS) text-to-speech; the bundled voice is en_US joe, medium quality."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deployments.base import StrictModel, register
+from deployments.bundled import PIPER_JOE, piper_voice_files
+from deployments.tts_service import TextToSpeechService
+
+
+@register("piper_tts")
+class PiperTextToSpeech(TextToSpeechService):
+    class Options(StrictModel):
+        voice: str = PIPER_JOE
+        use_cuda: bool = False
+
+    class Params(StrictModel):
+        length_scale: float | None = None
+        speaker_id: int | None = None
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        from piper import PiperVoice
+
+        model, config = piper_voice_files(self.options.voice)
+        self.voice = PiperVoice.load(model, config_path=config, use_cuda=self.options.use_cuda)
+
+    def synthesize(self, text: str, params: Params | None = None) -> tuple[np.ndarray, int]:
+        from piper import SynthesisConfig
+
+        params = params or self.Params()
+        config = SynthesisConfig(length_scale=params.length_scale, speaker_id=params.speaker_id)
+        chunks = list(self.voice.synthesize(text, syn_config=config))
+        rate = self.voice.config.sample_rate
+        if not chunks:
+            return np.zeros(0, dtype=np.float32), rate
+        return np.concatenate([c.audio_float_array for c in chunks]), rate

@@ -1,0 +1,25 @@
+"""Text-to-speech: the reply text in, mono float32 audio out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deployments.base import Component
+
+
+class TextToSpeechService(Component):
+    kind = "text_to_speech"
+
+    def synthesize(self, text: str, params: Any) -> tuple[np.ndarray, int]:
+        raise NotImplementedError
+
+    def process(self, inputs: dict[str, Any], params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        audio, rate = self.synthesize(inputs["reply_text"], params)
+        audio = np.asarray(audio, dtype=np.float32)
+        duration = round(len(audio) / rate, 3)
+        return (
+            {"reply_audio": {"samples": audio, "sample_rate": rate}},
+            {"sample_rate": rate, "audio_seconds": duration, "characters": len(inputs["reply_text"])},
+        )

@@ -1,0 +1,63 @@
+"""faster-whisper (CTranslate2) speech-to-text."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from deployments.base import StrictModel, register
+from deployments.bundled import WHISPER_TINY_EN, whisper_model_dir
+from deployments.stt_service import SpeechToTextService
+
+
+@register("whisper_stt")
+class WhisperSpeechToText(SpeechToTextService):
+    class Options(StrictModel):
+        model: str = WHISPER_TINY_EN
+        device: Literal["auto", "cpu", "cuda"] = "auto"
+        compute_type: str = "auto"
+        cpu_threads: int = 0
+
+    class Params(StrictModel):
+        language: str | None = "en"
+        beam_size: int = 1
+        vad_filter: bool = False
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        import ctranslate2
+        from faster_whisper import WhisperModel
+
+        opts = self.options
+        device = opts.device
+        if device == "auto":
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        compute_type = opts.compute_type
+        if compute_type == "auto":
+            compute_type = "float16" if device == "cuda" else "int8"
+        self.device = device
+        self.model = WhisperModel(
+            whisper_model_dir(opts.model),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=opts.cpu_threads,
+        )
+
+    def transcribe(self, audio: np.ndarray, params: Params) -> tuple[str, dict[str, Any]]:
+        segments, info = self.model.transcribe(
+            audio,
+            language=params.language,
+            beam_size=params.beam_size,
+            vad_filter=params.vad_filter,
+            condition_on_previous_text=False,
+        )
+        segments = list(segments)
+        text = " ".join(s.text.strip() for s in segments).strip()
+        return text, {
+            "model": self.options.model,
+            "device": self.device,
+            "language": info.language,
+            "segments": len(segments),
+            "no_speech_prob": round(max((s.no_speech_prob for s in segments), default=1.0), 3),
+        }

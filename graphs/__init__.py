@@ -1,0 +1,1 @@
+"""Cluster graphs, the HTTP ingress, the trace store and the app builder."""

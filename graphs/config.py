@@ -1,0 +1,196 @@
+"""Cluster definitions: models (configured components) and clusters (ordered stages over them).
+
+Loading validates everything a running graph would otherwise trip over later: unknown
+components, bad model options, duplicate names, missing params, and stages that read a slot
+no earlier stage fills. Every error names the file, the cluster or model, and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deployments.base import KINDS, PLANNED, REQUEST_SLOTS, components
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CLUSTERS_FILE = ROOT / "configs" / "clusters.yaml"
+
+CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RayActorOptions(_Strict):
+    num_cpus: float = Field(0.25, ge=0)
+    num_gpus: float = Field(0, ge=0)
+
+
+class ModelSpec(_Strict):
+    component: str
+    options: dict[str, Any] = {}
+    num_replicas: int = Field(1, ge=1)
+    max_ongoing_requests: int = Field(16, ge=1)
+    ray_actor_options: RayActorOptions = RayActorOptions()
+
+
+class StageSpec(_Strict):
+    name: str
+    model: str
+    params: dict[str, Any] = {}
+
+
+class ClusterSpec(_Strict):
+    description: str = ""
+    stages: list[StageSpec] = Field(min_length=1)
+
+
+class ClustersConfig(_Strict):
+    models: dict[str, ModelSpec]
+    clusters: dict[str, ClusterSpec]
+
+    def unavailable_reason(self, cluster: str) -> str | None:
+        """Why this build cannot run `cluster`, or None when it can."""
+        for stage in self.clusters[cluster].stages:
+            component = self.models[stage.model].component
+            if component in PLANNED:
+                return f"stage {stage.name!r} needs component {component!r}: {PLANNED[component][1]}"
+        return None
+
+    def models_for(self, clusters: list[str]) -> list[str]:
+        """Model names the given clusters use, each once, in first-use order."""
+        names: dict[str, None] = {}
+        for cluster in clusters:
+            for stage in self.clusters[cluster].stages:
+                names.setdefault(stage.model)
+        return list(names)
+
+    def stage_component(self, stage: StageSpec) -> str:
+        return self.models[stage.model].component
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; a duplicate cluster must be an error."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _pydantic_errors(prefix: str, exc: ValidationError) -> list[str]:
+    errors = []
+    for err in exc.errors():
+        loc = _loc(tuple(err["loc"]))
+        where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+        errors.append(f"{where}: {err['msg']}")
+    return errors
+
+
+def parse_clusters(data: Any) -> ClustersConfig:
+    try:
+        config = ClustersConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_pydantic_errors("", exc))) from None
+    errors = _check(config)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return config
+
+
+def _check(config: ClustersConfig) -> list[str]:
+    registry = components()
+    errors: list[str] = []
+    for name, model in config.models.items():
+        where = f"models.{name}"
+        if not MODEL_NAME.match(name):
+            errors.append(f"{where}: model names are letters, digits, '_', '.', '-', starting with a letter")
+        if model.component in registry:
+            try:
+                registry[model.component].Options.model_validate(model.options)
+            except ValidationError as exc:
+                errors.extend(_pydantic_errors(f"{where}.options", exc))
+        elif model.component not in PLANNED:
+            known = sorted(set(registry) | set(PLANNED))
+            errors.append(f"{where}.component: unknown component {model.component!r}; known: {known}")
+
+    for cluster, spec in config.clusters.items():
+        where = f"clusters.{cluster}"
+        if not CLUSTER_NAME.match(cluster):
+            errors.append(f"{where}: cluster names are letters, digits and '_', starting with a letter")
+        if cluster in config.models:
+            errors.append(f"{where}: a model has the same name; deployment names must be unique")
+        available = set(REQUEST_SLOTS)
+        seen: set[str] = set()
+        for i, stage in enumerate(spec.stages):
+            at = f"{where}.stages[{i}]"
+            if stage.name in seen:
+                errors.append(f"{at}.name: duplicate stage name {stage.name!r}")
+            seen.add(stage.name)
+            model = config.models.get(stage.model)
+            if model is None:
+                errors.append(f"{at}.model: unknown model {stage.model!r}; defined: {sorted(config.models)}")
+                continue
+            component = registry.get(model.component)
+            kind = component.kind if component else PLANNED.get(model.component, (None,))[0]
+            if kind is None:
+                continue  # already reported under models
+            contract = KINDS[kind]
+            for slot in sorted(contract.consumes - available):
+                errors.append(f"{at}: a {kind} stage needs {slot!r}, which no earlier stage produces")
+            if component is not None:
+                try:
+                    component.Params.model_validate(stage.params)
+                except ValidationError as exc:
+                    errors.extend(_pydantic_errors(f"{at}.params", exc))
+                check = getattr(component, "check_params", None)
+                if check is not None:
+                    errors.extend(f"{at}.params.{key}: {msg}" for key, msg in check(stage.params, available))
+            available |= contract.produces
+    return errors
+
+
+def load_clusters(path: str | Path = DEFAULT_CLUSTERS_FILE) -> ClustersConfig:
+    path = resolve_path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read cluster config: {exc.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        return parse_clusters(data)
+    except ConfigError as exc:
+        raise ConfigError(_prefix_lines(str(path), str(exc))) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+
+
+def _prefix_lines(prefix: str, message: str) -> str:
+    return "\n".join(f"{prefix}: {line}" for line in message.splitlines())
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Relative paths in configs are relative to the repository, wherever Ray starts a worker."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else ROOT / path

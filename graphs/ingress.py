@@ -1,0 +1,192 @@
+"""The HTTP API: FastAPI on Ray Serve, in front of one ClusterGraph per enabled cluster."""
+
+
+import asyncio
+import base64
+import io
+import time
+from typing import Any, Literal
+
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.responses import JSONResponse, Response
+from PIL import Image, UnidentifiedImageError
+from ray import serve
+
+from graphs import audio
+from graphs.cluster_graph import TurnOutcome, TurnRequest
+from graphs.latency import overhead_ratio, turn_summary
+from graphs.trace_store import TaskStatus, TraceStore
+from graphs.tracks import TrackIdError, new_track_id, parse_track_id
+
+api = FastAPI(
+    title="OmniServe",
+    summary="Real-time multimodal conversational agents on Ray Serve",
+    version="0.1.0",
+)
+
+
+def _turn_status(statuses: set[str]) -> str:
+    for status in ("failed", "cancelled", "started", "pending"):
+        if status in statuses:
+            return "running" if status in ("started", "pending") else status
+    return "completed"
+
+
+@serve.deployment(name="OmniServeIngress", max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(api)
+class OmniServeIngress:
+    def __init__(self, graphs: dict[str, Any], catalog: list[dict[str, Any]], trace_store_url: str,
+                 max_audio_seconds: float):
+        self.graphs = graphs
+        self.catalog = {c["name"]: c for c in catalog}
+        self.store = TraceStore(trace_store_url)
+        self.max_audio_seconds = max_audio_seconds
+
+    @api.get("/healthz")
+    def healthz(self) -> dict[str, Any]:
+        return {"status": "ok", "enabled_clusters": sorted(self.graphs)}
+
+    @api.get("/v1/clusters")
+    def clusters(self) -> dict[str, Any]:
+        return {"clusters": list(self.catalog.values())}
+
+    @api.get("/v1/tracks/{track_id}")
+    async def track(self, track_id: str) -> dict[str, Any]:
+        try:
+            parse_track_id(track_id)
+        except TrackIdError as exc:
+            raise HTTPException(400, str(exc)) from None
+        track = await asyncio.to_thread(self.store.track, track_id)
+        if track is None:
+            raise HTTPException(404, f"unknown track {track_id!r}")
+        turns: dict[int, list[dict]] = {}
+        for task in track["tasks"]:
+            turns.setdefault(task["turn"], []).append(task)
+        track["turns"] = [
+            {
+                "turn": turn,
+                "status": _turn_status({t["status"] for t in tasks}),
+                **turn_summary(t["latency_profile"] for t in tasks if t["status"] == TaskStatus.completed.value),
+            }
+            for turn, tasks in sorted(turns.items())
+        ]
+        return track
+
+    @api.get("/v1/audio/{audio_id}")
+    async def audio_file(self, audio_id: str) -> Response:
+        found = await asyncio.to_thread(self.store.audio, audio_id)
+        if found is None:
+            raise HTTPException(404, f"unknown audio {audio_id!r}")
+        data, media_type = found
+        return Response(content=data, media_type=media_type)
+
+    @api.post("/v1/conversations")
+    async def converse(
+        self,
+        audio_file: UploadFile | None = File(None, alias="audio", description="WAV, FLAC or OGG; any rate and channels"),
+        images: list[UploadFile] = File(default=[], description="optional images shown with the turn"),
+        cluster: str | None = Form(None, description="cluster to start a conversation with"),
+        track_id: str | None = Form(None, description="track to continue"),
+        response_audio: Literal["url", "base64"] = Form("url", description="how the reply audio comes back"),
+    ) -> Response:
+        t_start = time.perf_counter()
+        cluster, track_id = await self._resolve_track(cluster, track_id)
+        if audio_file is None:
+            raise HTTPException(400, "multipart field 'audio' is required")
+        data = await audio_file.read()
+        try:
+            samples, _ = audio.decode(data)
+        except audio.AudioError as exc:
+            raise HTTPException(400 if not data else 415, f"audio: {exc}") from None
+        seconds = len(samples) / audio.MODEL_RATE
+        if seconds > self.max_audio_seconds:
+            raise HTTPException(413, f"audio: {seconds:.1f} s is longer than the {self.max_audio_seconds:g} s limit")
+        image_bytes = [await self._read_image(i, upload) for i, upload in enumerate(images)]
+
+        request = TurnRequest(track_id, samples, data, audio_file.content_type or "application/octet-stream",
+                              image_bytes, inline_audio=response_audio == "base64")
+        try:
+            outcome: TurnOutcome = await self.graphs[cluster].run_turn.remote(request)
+        except Exception as exc:
+            last = await asyncio.to_thread(self.store.last_turn, track_id)
+            if last is not None:
+                await asyncio.to_thread(self.store.close_turn, track_id, last, f"turn aborted: {exc}")
+            raise HTTPException(500, f"the {cluster} graph failed: {type(exc).__name__}") from None
+
+        end_to_end = time.perf_counter() - t_start
+        body = self._body(outcome, end_to_end)
+        status = {"completed": 200, "no_speech": 422, "failed": 502}[outcome.status]
+        return JSONResponse(body, status_code=status)
+
+    async def _resolve_track(self, cluster: str | None, track_id: str | None) -> tuple[str, str]:
+        if track_id:
+            try:
+                track_cluster, _ = parse_track_id(track_id)
+            except TrackIdError as exc:
+                raise HTTPException(400, str(exc)) from None
+            if cluster and cluster != track_cluster:
+                raise HTTPException(400, f"track {track_id!r} belongs to {track_cluster}, not {cluster}")
+            self._check_enabled(track_cluster, "track_id")
+            if not await asyncio.to_thread(self.store.track_exists, track_id):
+                raise HTTPException(404, f"unknown track {track_id!r}; omit track_id to start a new one")
+            return track_cluster, track_id
+        if not cluster:
+            raise HTTPException(400, "give 'cluster' to start a conversation or 'track_id' to continue one")
+        self._check_enabled(cluster, "cluster")
+        return cluster, new_track_id(cluster)
+
+    def _check_enabled(self, cluster: str, field: str) -> None:
+        if cluster not in self.catalog:
+            raise HTTPException(404, f"{field}: unknown cluster {cluster!r}; known clusters: {sorted(self.catalog)}")
+        if cluster not in self.graphs:
+            reason = self.catalog[cluster]["reason"]
+            raise HTTPException(503, f"cluster {cluster} is not enabled in this deployment: {reason}")
+
+    @staticmethod
+    async def _read_image(index: int, upload: UploadFile) -> bytes:
+        data = await upload.read()
+        try:
+            Image.open(io.BytesIO(data)).verify()
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            raise HTTPException(415, f"images[{index}] ({upload.filename!r}) is not a readable image") from None
+        return data
+
+    @staticmethod
+    def _body(outcome: TurnOutcome, end_to_end: float) -> dict[str, Any]:
+        model_s = sum(s["model_inference"] for s in outcome.stages)
+        transfer_s = sum(s["transfer_in"] + s["transfer_out"] for s in outcome.stages)
+        body: dict[str, Any] = {
+            "track_id": outcome.track_id,
+            "cluster": outcome.cluster,
+            "turn": outcome.turn,
+            "status": outcome.status,
+            "transcript": outcome.outputs.get("transcript"),
+            "emotion": outcome.outputs.get("emotion"),
+            "reply_text": outcome.outputs.get("reply_text"),
+            "reply_audio": None,
+            "timings": {
+                "stages": [
+                    {"task_name": s["task_name"], "model_s": s["model_inference"],
+                     "transfer_s": s["transfer_in"] + s["transfer_out"]}
+                    for s in outcome.stages
+                ],
+                "model_s": model_s,
+                "transfer_s": transfer_s,
+                "turn_s": outcome.turn_s,
+                "end_to_end_s": end_to_end,
+                "overhead_ratio": overhead_ratio(end_to_end, model_s),
+            },
+        }
+        if outcome.error:
+            body["detail"] = outcome.error
+        if outcome.reply_audio:
+            reply = outcome.reply_audio
+            body["reply_audio"] = {
+                "url": f"/v1/audio/{reply['id']}",
+                "media_type": "audio/wav",
+                "sample_rate": reply["sample_rate"],
+                "duration_s": reply["duration_s"],
+            }
+            if reply["wav"] is not None:
+                body["reply_audio"]["base64"] = base64.b64encode(reply["wav"]).decode("ascii")
+        return body

@@ -1,0 +1,257 @@
+"""Tracks, their task records and their audio, in any SQLAlchemy database.
+
+SQLite (a file, WAL mode) is the embedded default; give a PostgreSQL URL when the graphs run on
+several nodes. Only cluster graphs write task records and only the ingress reads them, so model
+replicas never touch the database.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from graphs.config import resolve_path
+
+
+class TaskStatus(str, enum.Enum):
+    pending = "pending"
+    started = "started"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class TrackRecord(_Base):
+    __tablename__ = "tracks"
+
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    cluster: Mapped[str] = mapped_column(String(120), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class TaskRecord(_Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
+    track_id: Mapped[str] = mapped_column(ForeignKey("tracks.id"), index=True)
+    cluster: Mapped[str] = mapped_column(String(120))
+    turn: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    task_name: Mapped[str] = mapped_column(String(120))
+    status: Mapped[TaskStatus] = mapped_column(Enum(TaskStatus, native_enum=False, length=16))
+    parameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    result_profile: Mapped[dict] = mapped_column(JSON, default=dict)
+    latency_profile: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class AudioRecord(_Base):
+    __tablename__ = "audio"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
+    track_id: Mapped[str] = mapped_column(ForeignKey("tracks.id"), index=True)
+    turn: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    media_type: Mapped[str] = mapped_column(String(64))
+    sample_rate: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+def _jsonable(value: Any) -> Any:
+    """Profiles come from model code (numpy scalars and the like); store plain JSON."""
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+OPEN = (TaskStatus.pending, TaskStatus.started)
+
+
+class TraceStore:
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        kwargs: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                path = resolve_path(parsed.database)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                parsed = parsed.set(database=str(path))
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        self.url = parsed.render_as_string(hide_password=False)
+        self.engine = create_engine(parsed, **kwargs)
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _Base.metadata.create_all(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    # writes, in the order a turn makes them
+
+    def begin_turn(self, track_id: str, cluster: str, stages: list[tuple[str, dict]]) -> tuple[int, list[str]]:
+        """Create the track if new and one pending task per stage; returns (turn, task ids)."""
+        with self._session.begin() as s:
+            track = s.get(TrackRecord, track_id)
+            if track is None:
+                s.add(TrackRecord(id=track_id, cluster=cluster))
+                s.flush()
+            else:
+                track.updated_at = _now()
+            last = s.scalar(select(func.max(TaskRecord.turn)).where(TaskRecord.track_id == track_id))
+            turn = (last or 0) + 1
+            tasks = [
+                TaskRecord(
+                    track_id=track_id,
+                    cluster=cluster,
+                    turn=turn,
+                    position=i,
+                    task_name=name,
+                    status=TaskStatus.pending,
+                    parameters=_jsonable(params),
+                )
+                for i, (name, params) in enumerate(stages)
+            ]
+            s.add_all(tasks)
+            s.flush()
+            return turn, [t.id for t in tasks]
+
+    def start_task(self, task_id: str, ts_start: float) -> None:
+        self._set(task_id, status=TaskStatus.started, latency_profile={"ts_start": ts_start})
+
+    def complete_task(self, task_id: str, result_profile: dict, latency_profile: dict) -> None:
+        self._set(
+            task_id,
+            status=TaskStatus.completed,
+            result_profile=_jsonable(result_profile),
+            latency_profile=_jsonable(latency_profile),
+        )
+
+    def fail_task(self, task_id: str, error: str, latency_profile: dict) -> None:
+        self._set(task_id, status=TaskStatus.failed, error=error, latency_profile=_jsonable(latency_profile))
+
+    def close_turn(self, track_id: str, turn: int, reason: str,
+                   started_becomes: TaskStatus = TaskStatus.failed) -> int:
+        """Pending tasks are cancelled and started ones become `started_becomes`, with `reason`.
+
+        Called when a turn ends early, so no record is left pending or started; returns how many changed.
+        """
+        where = (TaskRecord.track_id == track_id, TaskRecord.turn == turn)
+        with self._session.begin() as s:
+            failed = s.execute(
+                update(TaskRecord)
+                .where(*where, TaskRecord.status == TaskStatus.started)
+                .values(status=started_becomes, error=reason, updated_at=_now())
+            ).rowcount
+            cancelled = s.execute(
+                update(TaskRecord)
+                .where(*where, TaskRecord.status == TaskStatus.pending)
+                .values(status=TaskStatus.cancelled, error=reason, updated_at=_now())
+            ).rowcount
+        return failed + cancelled
+
+    def last_turn(self, track_id: str) -> int | None:
+        with self._session() as s:
+            return s.scalar(select(func.max(TaskRecord.turn)).where(TaskRecord.track_id == track_id))
+
+    def add_audio(self, track_id: str, turn: int, role: str, data: bytes, media_type: str,
+                  sample_rate: int | None = None, duration_s: float | None = None) -> str:
+        record = AudioRecord(track_id=track_id, turn=turn, role=role, data=data, media_type=media_type,
+                             sample_rate=sample_rate, duration_s=duration_s)
+        with self._session.begin() as s:
+            s.add(record)
+        return record.id
+
+    def _set(self, task_id: str, **values: Any) -> None:
+        with self._session.begin() as s:
+            s.execute(update(TaskRecord).where(TaskRecord.id == task_id).values(updated_at=_now(), **values))
+
+    # reads
+
+    def audio(self, audio_id: str) -> tuple[bytes, str] | None:
+        with self._session() as s:
+            record = s.get(AudioRecord, audio_id)
+            return (record.data, record.media_type) if record else None
+
+    def track_exists(self, track_id: str) -> bool:
+        with self._session() as s:
+            return s.get(TrackRecord, track_id) is not None
+
+    def track(self, track_id: str) -> dict[str, Any] | None:
+        with self._session() as s:
+            track = s.get(TrackRecord, track_id)
+            if track is None:
+                return None
+            tasks = s.scalars(
+                select(TaskRecord).where(TaskRecord.track_id == track_id).order_by(TaskRecord.turn, TaskRecord.position)
+            ).all()
+            audio = s.execute(
+                select(AudioRecord.id, AudioRecord.turn, AudioRecord.role, AudioRecord.media_type,
+                       AudioRecord.sample_rate, AudioRecord.duration_s)
+                .where(AudioRecord.track_id == track_id)
+                .order_by(AudioRecord.turn, AudioRecord.created_at)
+            ).all()
+            return {
+                "track_id": track.id,
+                "cluster": track.cluster,
+                "created_at": track.created_at.isoformat(),
+                "updated_at": track.updated_at.isoformat(),
+                "tasks": [_task_dict(t) for t in tasks],
+                "audio": [dict(row._mapping) for row in audio],
+            }
+
+
+def _task_dict(t: TaskRecord) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "track_id": t.track_id,
+        "cluster": t.cluster,
+        "turn": t.turn,
+        "position": t.position,
+        "task_name": t.task_name,
+        "status": t.status.value,
+        "parameters": t.parameters,
+        "result_profile": t.result_profile,
+        "latency_profile": t.latency_profile,
+        "error": t.error,
+        "created_at": t.created_at.isoformat(),
+        "updated_at": t.updated_at.isoformat(),
+    }
