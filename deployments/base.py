@@ -95,6 +95,15 @@ class Component:
         return KINDS[cls.kind]
 
 
+def auto_device(cuda_available: bool) -> str:
+    """CUDA only where this replica was given a GPU share (outside Ray: wherever there is one)."""
+    import ray
+
+    if ray.is_initialized():
+        return "cuda" if cuda_available and ray.get_gpu_ids() else "cpu"
+    return "cuda" if cuda_available else "cpu"
+
+
 _COMPONENTS: dict[str, type[Component]] = {}
 
 # Components that clusters already name but that this build does not ship yet: their clusters

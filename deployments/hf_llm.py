@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from deployments.base import StrictModel, register
+from deployments.base import StrictModel, auto_device, register
 from deployments.bundled import SMOLLM2, llm_model_dir
 from deployments.llm_service import LLMParams, LLMService
 
@@ -26,7 +26,7 @@ class HuggingFaceLLM(LLMService):
         opts = self.options
         device = opts.device
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = auto_device(torch.cuda.is_available())
         dtype = opts.dtype
         if dtype == "auto":
             dtype = "float16" if device == "cuda" else "float32"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from deployments.base import StrictModel, register
+from deployments.base import StrictModel, auto_device, register
 from deployments.bundled import PIPER_JOE, piper_voice_files
 from deployments.tts_service import TextToSpeechService
 
@@ -15,7 +15,7 @@ from deployments.tts_service import TextToSpeechService
 class PiperTextToSpeech(TextToSpeechService):
     class Options(StrictModel):
         voice: str = PIPER_JOE
-        use_cuda: bool = False
+        device: Literal["auto", "cpu", "cuda"] = "auto"
 
     class Params(StrictModel):
         length_scale: float | None = None
@@ -23,10 +23,15 @@ class PiperTextToSpeech(TextToSpeechService):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        import onnxruntime
         from piper import PiperVoice
 
+        device = self.options.device
+        if device == "auto":
+            device = auto_device("CUDAExecutionProvider" in onnxruntime.get_available_providers())
+        self.device = device
         model, config = piper_voice_files(self.options.voice)
-        self.voice = PiperVoice.load(model, config_path=config, use_cuda=self.options.use_cuda)
+        self.voice = PiperVoice.load(model, config_path=config, use_cuda=device == "cuda")
 
     def synthesize(self, text: str, params: Params | None = None) -> tuple[np.ndarray, int]:
         from piper import SynthesisConfig

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from deployments.base import StrictModel, register
+from deployments.base import StrictModel, auto_device, register
 from deployments.bundled import WHISPER_TINY_EN, whisper_model_dir
 from deployments.stt_service import SpeechToTextService
 
@@ -32,7 +32,7 @@ class WhisperSpeechToText(SpeechToTextService):
         opts = self.options
         device = opts.device
         if device == "auto":
-            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+            device = auto_device(ctranslate2.get_cuda_device_count() > 0)
         compute_type = opts.compute_type
         if compute_type == "auto":
             compute_type = "float16" if device == "cuda" else "int8"

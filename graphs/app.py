@@ -70,33 +70,37 @@ def catalog(config: ClustersConfig, enabled: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def build_app(args: dict[str, Any]) -> Application:
-    parsed = parse_args(args)
-    config = load_clusters(parsed.clusters_file)
-    check_enabled(config, parsed.enabled_clusters)
+def build_graphs(config: ClustersConfig, enabled: list[str], trace_store_url: str) -> dict[str, Application]:
+    """One ClusterGraph per enabled cluster over model deployments bound once and shared."""
     registry = components()
-
     models = {}
-    for name in config.models_for(parsed.enabled_clusters):
+    for name in config.models_for(enabled):
         spec = config.models[name]
         models[name] = serve.deployment(registry[spec.component]).options(
             name=name,
             num_replicas=spec.num_replicas,
             max_ongoing_requests=spec.max_ongoing_requests,
-            ray_actor_options=spec.ray_actor_options.model_dump(),
+            ray_actor_options=spec.ray_actor_options.for_serve(),
         ).bind(**spec.options)
 
     graphs = {}
-    for cluster in parsed.enabled_clusters:
+    for cluster in enabled:
         stages = config.clusters[cluster].stages
         payload = [
             {"name": s.name, "model": s.model, "kind": registry[config.stage_component(s)].kind, "params": s.params}
             for s in stages
         ]
         graphs[cluster] = ClusterGraph.options(name=cluster).bind(
-            cluster, payload, {s.model: models[s.model] for s in stages}, parsed.trace_store_url
+            cluster, payload, {s.model: models[s.model] for s in stages}, trace_store_url
         )
+    return graphs
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    parsed = parse_args(args)
+    config = load_clusters(parsed.clusters_file)
+    check_enabled(config, parsed.enabled_clusters)
+    graphs = build_graphs(config, parsed.enabled_clusters, parsed.trace_store_url)
     return OmniServeIngress.bind(
         graphs, catalog(config, parsed.enabled_clusters), parsed.trace_store_url, parsed.max_audio_seconds
     )
-

@@ -35,6 +35,10 @@ class RayActorOptions(_Strict):
     num_cpus: float = Field(0.25, ge=0)
     num_gpus: float = Field(0, ge=0)
 
+    def for_serve(self) -> dict[str, float]:
+        """Serve warns about (and local testing mode mishandles) an explicit num_gpus of 0."""
+        return self.model_dump(exclude={"num_gpus"} if self.num_gpus == 0 else set())
+
 
 class ModelSpec(_Strict):
     component: str

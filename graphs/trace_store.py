@@ -23,6 +23,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     func,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from graphs.config import resolve_path
@@ -62,6 +64,7 @@ class TrackRecord(_Base):
 
 class TaskRecord(_Base):
     __tablename__ = "tasks"
+    __table_args__ = (UniqueConstraint("track_id", "turn", "position"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
     track_id: Mapped[str] = mapped_column(ForeignKey("tracks.id"), index=True)
@@ -98,11 +101,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # pysqlite's own BEGIN is deferred: two graphs could both read the last turn and both
+    # write the next one. Take the write lock at BEGIN instead (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 OPEN = (TaskStatus.pending, TaskStatus.started)
@@ -122,15 +132,30 @@ class TraceStore:
         self.engine = create_engine(parsed, **kwargs)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         _Base.metadata.create_all(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     # writes, in the order a turn makes them
 
     def begin_turn(self, track_id: str, cluster: str, stages: list[tuple[str, dict]]) -> tuple[int, list[str]]:
-        """Create the track if new and one pending task per stage; returns (turn, task ids)."""
+        """Create the track if new and one pending task per stage; returns (turn, task ids).
+
+        Turns of one track may start in several processes at once. The track row is locked
+        while the next turn number is taken (SQLite: the whole database, by BEGIN IMMEDIATE);
+        two processes creating the same new track race on its primary key, and the loser retries.
+        """
+        attempts = 3
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._begin_turn(track_id, cluster, stages)
+            except IntegrityError:
+                if attempt == attempts:
+                    raise
+
+    def _begin_turn(self, track_id: str, cluster: str, stages: list[tuple[str, dict]]) -> tuple[int, list[str]]:
         with self._session.begin() as s:
-            track = s.get(TrackRecord, track_id)
+            track = s.get(TrackRecord, track_id, with_for_update=True)
             if track is None:
                 s.add(TrackRecord(id=track_id, cluster=cluster))
                 s.flush()

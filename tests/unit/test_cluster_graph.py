@@ -1,0 +1,143 @@
+"""The graph's bookkeeping in Serve's local testing mode: no Ray cluster, real TraceStore file.
+
+The components here are deliberately trivial and deterministic: what is under test is how the
+graph routes slots and records every outcome, not the models.
+"""
+
+import asyncio
+
+import numpy as np
+import pytest
+from ray import serve
+
+from deployments.base import register
+from deployments.llm_service import LLMService
+from deployments.stt_service import SpeechToTextService
+from deployments.tts_service import TextToSpeechService
+from graphs.app import build_graphs
+from graphs.audio import MODEL_RATE
+from graphs.cluster_graph import TurnRequest
+from graphs.config import parse_clusters
+from graphs.latency import model_time, transfer_time
+from graphs.trace_store import TraceStore
+from graphs.tracks import new_track_id
+
+
+@register("test_length_stt")
+class LengthSpeechToText(SpeechToTextService):
+    """'Hears' how long the audio is; silence is no speech."""
+
+    def transcribe(self, audio, params):
+        if np.abs(audio).max() < 1e-3:
+            return "", {}
+        return f"I spoke for {len(audio) / MODEL_RATE:.1f} seconds", {}
+
+
+@register("test_echo_llm")
+class EchoLLM(LLMService):
+    def generate(self, messages, params):
+        assert "audio" not in messages[-1]["content"]
+        return messages[-1]["content"].upper() + ". AND A HALF", {}
+
+
+@register("test_failing_llm")
+class FailingLLM(LLMService):
+    def generate(self, messages, params):
+        raise RuntimeError("CUDA out of memory")
+
+
+@register("test_beep_tts")
+class BeepTextToSpeech(TextToSpeechService):
+    def synthesize(self, text, params):
+        t = np.arange(int(0.01 * len(text) * 8000)) / 8000
+        return np.sin(2 * np.pi * 440 * t), 8000
+
+
+CONFIG = {
+    "models": {
+        "stt": {"component": "test_length_stt"},
+        "echo": {"component": "test_echo_llm"},
+        "broken": {"component": "test_failing_llm"},
+        "tts": {"component": "test_beep_tts"},
+    },
+    "clusters": {
+        "GOOD": {"stages": [
+            {"name": "speech_to_text", "model": "stt"},
+            {"name": "llm", "model": "echo", "params": {"prompt_template": "you said: {transcript}"}},
+            {"name": "text_to_speech", "model": "tts"},
+        ]},
+        "BROKEN": {"stages": [
+            {"name": "speech_to_text", "model": "stt"},
+            {"name": "llm", "model": "broken", "params": {"prompt_template": "{transcript}"}},
+            {"name": "text_to_speech", "model": "tts"},
+        ]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory):
+    return f"sqlite:///{tmp_path_factory.mktemp('graph') / 'traces.db'}"
+
+
+@pytest.fixture(scope="module")
+def handles(store_url):
+    config = parse_clusters(CONFIG)
+    graphs = build_graphs(config, ["GOOD", "BROKEN"], store_url)
+    return {name: serve.run(app, name=name, route_prefix=None, _local_testing_mode=True)
+            for name, app in graphs.items()}
+
+
+def turn(handles, cluster, audio, track_id=None):
+    request = TurnRequest(track_id or new_track_id(cluster), audio.astype(np.float32), b"RIFF", "audio/wav")
+    return asyncio.run(_call(handles[cluster], request))
+
+
+async def _call(handle, request):
+    return await handle.run_turn.remote(request)
+
+
+SPEECH = 0.1 * np.ones(2 * MODEL_RATE)
+SILENCE = np.zeros(MODEL_RATE)
+
+
+def test_completed_turn_records_every_stage(handles, store_url):
+    outcome = turn(handles, "GOOD", SPEECH)
+    assert outcome.status == "completed"
+    assert outcome.outputs["transcript"] == "I spoke for 2.0 seconds"
+    assert outcome.outputs["reply_text"] == "YOU SAID: I SPOKE FOR 2.0 SECONDS.", "half sentence trimmed"
+    assert outcome.reply_audio["sample_rate"] == 8000 and outcome.reply_audio["duration_s"] > 0
+
+    track = TraceStore(store_url).track(outcome.track_id)
+    tasks = track["tasks"]
+    assert [(t["task_name"], t["status"]) for t in tasks] == [
+        ("speech_to_text", "completed"), ("llm", "completed"), ("text_to_speech", "completed")]
+    for task in tasks:
+        p = task["latency_profile"]
+        assert model_time(p) + transfer_time(p) == pytest.approx(p["ts_end"] - p["ts_start"], abs=1e-5)
+    assert [a["role"] for a in track["audio"]] == ["user", "reply"]
+
+
+def test_a_second_turn_continues_the_track(handles, store_url):
+    first = turn(handles, "GOOD", SPEECH)
+    second = turn(handles, "GOOD", SPEECH, track_id=first.track_id)
+    assert (first.turn, second.turn) == (1, 2)
+    assert len(TraceStore(store_url).track(first.track_id)["tasks"]) == 6
+
+
+def test_failing_stage_is_failed_and_the_rest_cancelled(handles, store_url):
+    outcome = turn(handles, "BROKEN", SPEECH)
+    assert outcome.status == "failed"
+    assert outcome.error == "stage 'llm' failed: RuntimeError: CUDA out of memory"
+    tasks = TraceStore(store_url).track(outcome.track_id)["tasks"]
+    assert [t["status"] for t in tasks] == ["completed", "failed", "cancelled"]
+    assert tasks[1]["error"] == outcome.error
+    assert "failed" in tasks[2]["error"]
+
+
+def test_silence_stops_the_turn_after_speech_to_text(handles, store_url):
+    outcome = turn(handles, "GOOD", SILENCE)
+    assert outcome.status == "no_speech"
+    tasks = TraceStore(store_url).track(outcome.track_id)["tasks"]
+    assert [t["status"] for t in tasks] == ["completed", "cancelled", "cancelled"]
+    assert tasks[1]["error"] == "cancelled: no speech recognised in the audio"

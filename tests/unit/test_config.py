@@ -1,0 +1,158 @@
+import textwrap
+
+import pytest
+
+from graphs.app import AppArgs, check_enabled, parse_args
+from graphs.config import ConfigError, load_clusters
+
+ORIGINAL_CLUSTERS = {
+    "CLUSTER_Q_ETE_CONVERSATION",
+    "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION",
+    "CLUSTER_HF_ETE_CONVERSATION",
+    "CLUSTER_GPT_4O_ETE_CONVERSATION",
+    "CLUSTER_GPT_4O_TEXT_ETE_CONVERSATION",
+    "CLUSTER_GPT_35_ETE_CONVERSATION",
+    "CLUSTER_GPT_35_RAG_ETE_CONVERSATION",
+}
+
+MODELS = """\
+models:
+  stt: {component: whisper_stt}
+  emo: {component: text_emotion}
+  llm: {component: hf_llm}
+  tts: {component: piper_tts}
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "clusters.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def load_error(tmp_path, text) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_clusters(path)
+    message = str(info.value)
+    assert str(path) in message, "every error names the file"
+    return message
+
+
+def test_default_config_declares_all_original_clusters():
+    config = load_clusters()
+    assert ORIGINAL_CLUSTERS <= set(config.clusters)
+    assert config.unavailable_reason("CLUSTER_HF_ETE_CONVERSATION") is None
+    hf = config.clusters["CLUSTER_HF_ETE_CONVERSATION"]
+    assert [config.stage_component(s) for s in hf.stages] == ["whisper_stt", "text_emotion", "hf_llm", "piper_tts"]
+
+
+def test_models_shared_between_clusters_are_listed_once():
+    config = load_clusters()
+    names = config.models_for(["CLUSTER_Q_ETE_CONVERSATION", "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"])
+    assert names == ["whisper-tiny-en", "text-emotion", "smollm2-135m-quantized", "piper-joe"]
+
+
+def test_unknown_component_names_model_and_key(tmp_path):
+    message = load_error(tmp_path, """
+        models:
+          stt: {component: whisper_sst}
+        clusters:
+          C: {stages: [{name: speech_to_text, model: stt}]}
+    """)
+    assert "models.stt.component: unknown component 'whisper_sst'" in message
+
+
+def test_missing_param_names_cluster_stage_and_key(tmp_path):
+    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+        clusters:
+          MY_CLUSTER:
+            stages:
+              - {name: speech_to_text, model: stt}
+              - {name: llm, model: llm}
+    """))
+    assert "clusters.MY_CLUSTER.stages[1].params.prompt_template: Field required" in message
+
+
+def test_duplicate_cluster_is_an_error_not_a_silent_override(tmp_path):
+    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+        clusters:
+          A: {stages: [{name: speech_to_text, model: stt}]}
+          A: {stages: [{name: speech_to_text, model: stt}]}
+    """))
+    assert "duplicate key 'A'" in message
+
+
+def test_duplicate_stage_name(tmp_path):
+    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+        clusters:
+          A:
+            stages:
+              - {name: stt, model: stt}
+              - {name: stt, model: emo}
+    """))
+    assert "clusters.A.stages[1].name: duplicate stage name 'stt'" in message
+
+
+def test_unknown_option_and_param_keys(tmp_path):
+    message = load_error(tmp_path, """
+        models:
+          stt: {component: whisper_stt, options: {modle: tiny.en}}
+        clusters:
+          A: {stages: [{name: speech_to_text, model: stt, params: {beam: 5}}]}
+    """)
+    assert "models.stt.options.modle: Extra inputs are not permitted" in message
+    assert "clusters.A.stages[0].params.beam: Extra inputs are not permitted" in message
+
+
+def test_stage_reading_a_slot_nobody_fills(tmp_path):
+    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+        clusters:
+          A:
+            stages:
+              - {name: speech_to_text, model: stt}
+              - {name: tts, model: tts}
+    """))
+    assert "clusters.A.stages[1]: a text_to_speech stage needs 'reply_text'" in message
+
+
+def test_prompt_placeholder_without_a_producing_stage(tmp_path):
+    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+        clusters:
+          A:
+            stages:
+              - {name: speech_to_text, model: stt}
+              - {name: llm, model: llm, params: {prompt_template: "{context} {transcript} {mood}"}}
+    """))
+    assert "placeholder {context} has no earlier stage that fills it" in message
+    assert "unknown placeholder {mood}" in message
+
+
+def test_unknown_model_reference_and_bad_cluster_name(tmp_path):
+    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+        clusters:
+          BAD-NAME: {stages: [{name: speech_to_text, model: whisper}]}
+    """))
+    assert "clusters.BAD-NAME: cluster names are letters" in message
+    assert "clusters.BAD-NAME.stages[0].model: unknown model 'whisper'" in message
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    assert "invalid YAML" in load_error(tmp_path, "models: [unclosed")
+    with pytest.raises(ConfigError, match="cannot read cluster config"):
+        load_clusters(tmp_path / "absent.yaml")
+
+
+def test_enabling_clusters():
+    config = load_clusters()
+    check_enabled(config, ["CLUSTER_HF_ETE_CONVERSATION"])
+    with pytest.raises(ConfigError, match="unknown cluster 'CLUSTER_NOPE'"):
+        check_enabled(config, ["CLUSTER_NOPE"])
+    with pytest.raises(ConfigError, match="CLUSTER_GPT_35_ETE_CONVERSATION cannot be enabled: stage 'speech_to_text'"):
+        check_enabled(config, ["CLUSTER_GPT_35_ETE_CONVERSATION"])
+
+
+def test_app_args_are_validated():
+    assert parse_args({}) == AppArgs()
+    with pytest.raises(ConfigError, match="args.enable_clusters: Extra inputs are not permitted"):
+        parse_args({"enable_clusters": ["X"]})
