@@ -22,7 +22,7 @@ class WhisperSpeechToText(SpeechToTextService):
     class Params(StrictModel):
         language: str | None = "en"
         beam_size: int = 1
-        vad_filter: bool = False
+        vad_filter: bool = True  # Silero VAD: skips silence, and with it Whisper's hallucinations on it
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -1,0 +1,31 @@
+"""Real speech for tests, spoken by the bundled Piper voice."""
+
+from __future__ import annotations
+
+import functools
+import io
+
+import soundfile as sf
+
+from deployments.piper_tts import PiperTextToSpeech
+
+
+@functools.cache
+def _voice() -> PiperTextToSpeech:
+    return PiperTextToSpeech()
+
+
+def speak(text: str, fmt: str = "WAV", rate: int | None = None, channels: int = 1) -> bytes:
+    """`text` spoken, encoded as `fmt`, optionally resampled and copied to several channels."""
+    import numpy as np
+    import soxr
+
+    samples, voice_rate = _voice().synthesize(text)
+    if rate and rate != voice_rate:
+        samples = soxr.resample(samples, voice_rate, rate)
+    out_rate = rate or voice_rate
+    if channels > 1:
+        samples = np.stack([samples] * channels, axis=1)
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, out_rate, format=fmt)
+    return buffer.getvalue()
