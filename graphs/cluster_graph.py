@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,64 +78,64 @@ class ClusterGraph:
 
     async def run_turn(self, request: TurnRequest) -> TurnOutcome:
         t_turn = time.perf_counter()
-        turn, task_ids = await self._write(
-            self.store.begin_turn, request.track_id, self.cluster, [(s.name, s.params) for s in self.stages]
-        )
-        writes = [
-            self._write(self.store.add_audio, request.track_id, turn, "user", request.audio_file,
-                        request.audio_media_type, MODEL_RATE, round(len(request.audio) / MODEL_RATE, 3))
-        ]
+        task_ids = [uuid.uuid4().hex for _ in self.stages]
+        user_audio = {"data": request.audio_file, "media_type": request.audio_media_type,
+                      "sample_rate": MODEL_RATE, "duration_s": round(len(request.audio) / MODEL_RATE, 3)}
+        # The first stage starts while the turn's records are written; the writer keeps order.
+        begun = self._write(self.store.begin_turn, request.track_id, self.cluster,
+                            [(s.name, s.params) for s in self.stages], task_ids, user_audio)
+        writes = [begun]
         state: dict[str, Any] = {"audio": request.audio, "images": request.images, "history": []}
         timings: list[dict[str, Any]] = []
-
-        def outcome(status: str, error: str | None = None, reply_audio: dict | None = None) -> TurnOutcome:
-            outputs = {k: v for k, v in state.items() if k not in ("audio", "images", "history", "reply_audio")}
-            return TurnOutcome(status, request.track_id, self.cluster, turn, outputs, timings,
-                               time.perf_counter() - t_turn, error, reply_audio)
-
         try:
-            for stage, task_id in zip(self.stages, task_ids):
-                ts_start = time.time()
-                writes.append(self._write(self.store.start_task, task_id, ts_start))
-                inputs = {k: v for k, v in state.items() if k in stage.reads}
-                t0 = time.perf_counter()
-                try:
-                    result = await self.models[stage.model].run.remote(inputs, stage.params)
-                except Exception as exc:
-                    error = f"stage {stage.name!r} failed: {_error_text(exc)}"
-                    elapsed = time.perf_counter() - t0
-                    writes.append(self._write(self.store.fail_task, task_id, error,
-                                              {"ts_start": ts_start, "ts_end": ts_start + elapsed}))
-                    writes.append(self._write(self.store.close_turn, request.track_id, turn,
-                                              f"cancelled: {error}"))
-                    return outcome("failed", error)
-                profile = stage_profile(ts_start, time.perf_counter() - t0, result.model_s, result.ts_model_start)
-                profile.update(result.extra_latency)
-                writes.append(self._write(self.store.complete_task, task_id, result.result_profile, profile))
-                state.update(result.outputs)
-                timings.append({"task_name": stage.name, "model": stage.model, **profile})
-                if stage.kind == "speech_to_text" and not state["transcript"].strip():
-                    writes.append(self._write(self.store.close_turn, request.track_id, turn,
-                                              "cancelled: no speech recognised in the audio"))
-                    return outcome("no_speech", "no speech recognised in the audio")
-
+            status, error = await self._run_stages(state, task_ids, timings, writes)
+            if error:
+                writes.append(self._write(self.store.close_tasks, task_ids, f"cancelled: {error}"))
+            turn, _ = await begun
             reply_audio = None
-            if "reply_audio" in state:
-                samples, rate = state["reply_audio"]["samples"], state["reply_audio"]["sample_rate"]
-                wav = encode_wav(samples, rate)
-                duration = round(len(samples) / rate, 3)
-                audio_id = await self._write(self.store.add_audio, request.track_id, turn, "reply", wav,
-                                             "audio/wav", rate, duration)
-                reply_audio = {"id": audio_id, "sample_rate": rate, "duration_s": duration,
-                               "wav": wav if request.inline_audio else None}
-            return outcome("completed", reply_audio=reply_audio)
+            if status == "completed" and "reply_audio" in state:
+                reply_audio = await self._keep_reply_audio(request, turn, state["reply_audio"])
         except asyncio.CancelledError:
-            writes.append(self._write(self.store.close_turn, request.track_id, turn,
-                                      "cancelled: the request was cancelled", TaskStatus.cancelled))
+            writes.append(self._write(self.store.close_tasks, task_ids, "cancelled: the request was cancelled",
+                                      TaskStatus.cancelled))
             raise
         except Exception as exc:
-            writes.append(self._write(self.store.close_turn, request.track_id, turn,
-                                      f"turn aborted: {_error_text(exc)}"))
+            writes.append(self._write(self.store.close_tasks, task_ids, f"turn aborted: {_error_text(exc)}"))
             raise
         finally:
             await asyncio.gather(*writes)
+        outputs = {k: v for k, v in state.items() if k not in ("audio", "images", "history", "reply_audio")}
+        return TurnOutcome(status, request.track_id, self.cluster, turn, outputs, timings,
+                           time.perf_counter() - t_turn, error, reply_audio)
+
+    async def _run_stages(self, state, task_ids, timings, writes) -> tuple[str, str | None]:
+        """Each stage in order, by handle; returns (status, error)."""
+        for stage, task_id in zip(self.stages, task_ids):
+            ts_start = time.time()
+            writes.append(self._write(self.store.start_task, task_id, ts_start))
+            inputs = {k: v for k, v in state.items() if k in stage.reads}
+            t0 = time.perf_counter()
+            try:
+                result = await self.models[stage.model].run.remote(inputs, stage.params)
+            except Exception as exc:
+                error = f"stage {stage.name!r} failed: {_error_text(exc)}"
+                ended = {"ts_start": ts_start, "ts_end": ts_start + time.perf_counter() - t0}
+                writes.append(self._write(self.store.fail_task, task_id, error, ended))
+                return "failed", error
+            profile = stage_profile(ts_start, time.perf_counter() - t0, result.model_s, result.ts_model_start)
+            profile.update(result.extra_latency)
+            writes.append(self._write(self.store.complete_task, task_id, result.result_profile, profile))
+            state.update(result.outputs)
+            timings.append({"task_name": stage.name, "model": stage.model, **profile})
+            if stage.kind == "speech_to_text" and not state["transcript"].strip():
+                return "no_speech", "no speech recognised in the audio"
+        return "completed", None
+
+    async def _keep_reply_audio(self, request: TurnRequest, turn: int, audio: dict[str, Any]) -> dict[str, Any]:
+        samples, rate = audio["samples"], audio["sample_rate"]
+        wav = encode_wav(samples, rate)
+        duration = round(len(samples) / rate, 3)
+        audio_id = await self._write(self.store.add_audio, request.track_id, turn, "reply", wav,
+                                     "audio/wav", rate, duration)
+        return {"id": audio_id, "sample_rate": rate, "duration_s": duration,
+                "wav": wav if request.inline_audio else None}

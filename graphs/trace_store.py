@@ -138,22 +138,26 @@ class TraceStore:
 
     # writes, in the order a turn makes them
 
-    def begin_turn(self, track_id: str, cluster: str, stages: list[tuple[str, dict]]) -> tuple[int, list[str]]:
-        """Create the track if new and one pending task per stage; returns (turn, task ids).
+    def begin_turn(self, track_id: str, cluster: str, stages: list[tuple[str, dict]],
+                   task_ids: list[str] | None = None, user_audio: dict[str, Any] | None = None,
+                   ) -> tuple[int, list[str]]:
+        """Create the track if new, one pending task per stage and the user's audio; returns (turn, task ids).
 
-        Turns of one track may start in several processes at once. The track row is locked
-        while the next turn number is taken (SQLite: the whole database, by BEGIN IMMEDIATE);
-        two processes creating the same new track race on its primary key, and the loser retries.
+        Callers may choose the task ids, so they can go on before this write is done. Turns of
+        one track may start in several processes at once: the track row is locked while the next
+        turn number is taken (SQLite: the whole database, by BEGIN IMMEDIATE), and two processes
+        creating the same new track race on its primary key, the loser retrying.
         """
+        task_ids = task_ids or [uuid.uuid4().hex for _ in stages]
         attempts = 3
         for attempt in range(1, attempts + 1):
             try:
-                return self._begin_turn(track_id, cluster, stages)
+                return self._begin_turn(track_id, cluster, stages, task_ids, user_audio), task_ids
             except IntegrityError:
                 if attempt == attempts:
                     raise
 
-    def _begin_turn(self, track_id: str, cluster: str, stages: list[tuple[str, dict]]) -> tuple[int, list[str]]:
+    def _begin_turn(self, track_id, cluster, stages, task_ids, user_audio) -> int:
         with self._session.begin() as s:
             track = s.get(TrackRecord, track_id, with_for_update=True)
             if track is None:
@@ -163,8 +167,9 @@ class TraceStore:
                 track.updated_at = _now()
             last = s.scalar(select(func.max(TaskRecord.turn)).where(TaskRecord.track_id == track_id))
             turn = (last or 0) + 1
-            tasks = [
+            s.add_all(
                 TaskRecord(
+                    id=task_id,
                     track_id=track_id,
                     cluster=cluster,
                     turn=turn,
@@ -173,11 +178,11 @@ class TraceStore:
                     status=TaskStatus.pending,
                     parameters=_jsonable(params),
                 )
-                for i, (name, params) in enumerate(stages)
-            ]
-            s.add_all(tasks)
-            s.flush()
-            return turn, [t.id for t in tasks]
+                for i, (task_id, (name, params)) in enumerate(zip(task_ids, stages))
+            )
+            if user_audio is not None:
+                s.add(AudioRecord(track_id=track_id, turn=turn, role="user", **user_audio))
+            return turn
 
     def start_task(self, task_id: str, ts_start: float) -> None:
         self._set(task_id, status=TaskStatus.started, latency_profile={"ts_start": ts_start})
@@ -193,25 +198,27 @@ class TraceStore:
     def fail_task(self, task_id: str, error: str, latency_profile: dict) -> None:
         self._set(task_id, status=TaskStatus.failed, error=error, latency_profile=_jsonable(latency_profile))
 
-    def close_turn(self, track_id: str, turn: int, reason: str,
-                   started_becomes: TaskStatus = TaskStatus.failed) -> int:
+    def close_tasks(self, task_ids: list[str], reason: str,
+                    started_becomes: TaskStatus = TaskStatus.failed) -> int:
         """Pending tasks are cancelled and started ones become `started_becomes`, with `reason`.
 
         Called when a turn ends early, so no record is left pending or started; returns how many changed.
         """
-        where = (TaskRecord.track_id == track_id, TaskRecord.turn == turn)
+        changed = 0
         with self._session.begin() as s:
-            failed = s.execute(
-                update(TaskRecord)
-                .where(*where, TaskRecord.status == TaskStatus.started)
-                .values(status=started_becomes, error=reason, updated_at=_now())
-            ).rowcount
-            cancelled = s.execute(
-                update(TaskRecord)
-                .where(*where, TaskRecord.status == TaskStatus.pending)
-                .values(status=TaskStatus.cancelled, error=reason, updated_at=_now())
-            ).rowcount
-        return failed + cancelled
+            for old, new in ((TaskStatus.started, started_becomes), (TaskStatus.pending, TaskStatus.cancelled)):
+                changed += s.execute(
+                    update(TaskRecord)
+                    .where(TaskRecord.id.in_(task_ids), TaskRecord.status == old)
+                    .values(status=new, error=reason, updated_at=_now())
+                ).rowcount
+        return changed
+
+    def close_turn(self, track_id: str, turn: int, reason: str) -> int:
+        """close_tasks for a turn known only by number (its graph is gone)."""
+        with self._session() as s:
+            ids = s.scalars(select(TaskRecord.id).where(TaskRecord.track_id == track_id, TaskRecord.turn == turn)).all()
+        return self.close_tasks(list(ids), reason)
 
     def last_turn(self, track_id: str) -> int | None:
         with self._session() as s:
