@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from graphs.latency import model_time, transfer_time
 from graphs.trace_store import TaskRecord, TaskStatus, TraceStore
-from tests.speech import speak
+from graphs.speech_samples import speak
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
 STAGES = ["speech_to_text", "emotion_detection", "hf_llm", "text_to_speech"]

@@ -1,11 +1,13 @@
-"""Real speech for tests, spoken by the bundled Piper voice."""
+"""Real spoken utterances, by the bundled Piper voice: test and benchmark input that needs no files."""
 
 from __future__ import annotations
 
 import functools
 import io
 
+import numpy as np
 import soundfile as sf
+import soxr
 
 from deployments.piper_tts import PiperTextToSpeech
 
@@ -17,9 +19,6 @@ def _voice() -> PiperTextToSpeech:
 
 def speak(text: str, fmt: str = "WAV", rate: int | None = None, channels: int = 1) -> bytes:
     """`text` spoken, encoded as `fmt`, optionally resampled and copied to several channels."""
-    import numpy as np
-    import soxr
-
     samples, voice_rate = _voice().synthesize(text)
     if rate and rate != voice_rate:
         samples = soxr.resample(samples, voice_rate, rate)

@@ -1,0 +1,149 @@
+"""Benchmark a cluster turn by turn: per-stage model and transfer time, end to end, overhead.
+
+    python -m graphs.bench                        # deploys serve_config.yaml on a local Ray
+    python -m graphs.bench --url http://127.0.0.1:8000 --turns 50
+
+Orchestration overhead is the share of a turn's end-to-end time (request received to response
+ready, measured by the ingress) that is not model time: handle hops, serialisation, audio
+decoding and encoding, and the trace writes the turn waits for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from client.api import OmniServeClient
+from graphs.app import DEFAULT_CLUSTER
+from graphs.latency import overhead_ratio
+
+PROMPTS = [
+    "What is the capital city of France?",
+    "How is the weather today?",
+    "Can you recommend a good book to read?",
+    "Tell me something interesting about the ocean.",
+    "What should I cook for dinner tonight?",
+]
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def run_turns(client: OmniServeClient, cluster: str, turns: int, warmup: int) -> list[dict[str, Any]]:
+    from graphs.speech_samples import speak
+
+    utterances = [(p, speak(p)) for p in PROMPTS]
+    records = []
+    for i in range(warmup + turns):
+        prompt, audio = utterances[i % len(utterances)]
+        t0 = time.perf_counter()
+        body = client.converse(audio, cluster=cluster)
+        client_s = time.perf_counter() - t0
+        if i < warmup:
+            continue
+        timings = body["timings"]
+        records.append({
+            "prompt": prompt,
+            "transcript": body["transcript"],
+            "reply_text": body["reply_text"],
+            "client_s": client_s,
+            "end_to_end_s": timings["end_to_end_s"],
+            "model_s": timings["model_s"],
+            "transfer_s": timings["transfer_s"],
+            "overhead_ratio": timings["overhead_ratio"],
+            "stages": {s["task_name"]: {"model_s": s["model_s"], "transfer_s": s["transfer_s"]}
+                       for s in timings["stages"]},
+        })
+    return records
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    stages = list(records[0]["stages"])
+    end_to_end = sum(r["end_to_end_s"] for r in records)
+    model = sum(r["model_s"] for r in records)
+    return {
+        "turns": len(records),
+        "stages": {
+            name: {
+                "model_s": spread([r["stages"][name]["model_s"] for r in records]),
+                "transfer_s": spread([r["stages"][name]["transfer_s"] for r in records]),
+            }
+            for name in stages
+        },
+        "end_to_end_s": spread([r["end_to_end_s"] for r in records]),
+        "client_s": spread([r["client_s"] for r in records]),
+        "overhead_s": spread([r["end_to_end_s"] - r["model_s"] for r in records]),
+        "overhead_ratio": {**spread([r["overhead_ratio"] for r in records]),
+                           "overall": overhead_ratio(end_to_end, model)},
+    }
+
+
+def show(console: Console, cluster: str, summary: dict[str, Any]) -> None:
+    ms = lambda s: f"{s * 1000:.1f}"  # noqa: E731
+    table = Table(title=f"{cluster}: {summary['turns']} turns (ms, min / median / max)")
+    table.add_column("stage")
+    table.add_column("model", justify="right")
+    table.add_column("transfer", justify="right")
+    for name, stage in summary["stages"].items():
+        table.add_row(name, *(" / ".join(ms(v) for v in stage[k].values()) for k in ("model_s", "transfer_s")))
+    table.add_section()
+    for label, key in (("end to end (server)", "end_to_end_s"), ("client round trip", "client_s"),
+                       ("orchestration overhead", "overhead_s")):
+        table.add_row(label, " / ".join(ms(v) for v in summary[key].values()), "")
+    console.print(table)
+    ratio = summary["overhead_ratio"]
+    console.print(f"overhead ratio (end to end minus model time, over end to end): "
+                  f"median {ratio['median']:.1%}, over all turns {ratio['overall']:.1%}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m graphs.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="a running server; without it, --config is deployed on a local Ray")
+    parser.add_argument("--config", default="serve_config.yaml", help="serve config to deploy (default: %(default)s)")
+    parser.add_argument("--cluster", default=DEFAULT_CLUSTER)
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=2, help="turns run first and not counted")
+    parser.add_argument("--out", type=Path, help="JSON file (default: bench-results/bench-CLUSTER.json)")
+    args = parser.parse_args(argv)
+    console = Console()
+
+    url = args.url
+    if url is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        import ray
+
+        from graphs.launch import deploy, read_config
+
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        with console.status(f"deploying {args.config}"):
+            url = deploy(read_config(args.config))
+
+    with OmniServeClient(url) as client, console.status(f"{args.turns} turns on {args.cluster}"):
+        records = run_turns(client, args.cluster, args.turns, args.warmup)
+    summary = summarise(records)
+    show(console, args.cluster, summary)
+
+    out = args.out or Path("bench-results") / f"bench-{args.cluster}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "cluster": args.cluster,
+        "url": url,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "summary": summary,
+        "turns": records,
+    }, indent=2))
+    console.print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
