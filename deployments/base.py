@@ -10,7 +10,7 @@ import asyncio
 import importlib
 import pkgutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -56,7 +56,6 @@ class StageOutput:
     result_profile: dict[str, Any]
     model_s: float
     ts_model_start: float
-    extra_latency: dict[str, float] = field(default_factory=dict)
 
 
 class Component:
@@ -89,10 +88,6 @@ class Component:
         t0 = time.perf_counter()
         outputs, profile = await asyncio.to_thread(self.process, inputs, parsed)
         return StageOutput(outputs, profile, time.perf_counter() - t0, ts_start)
-
-    @classmethod
-    def contract(cls) -> Contract:
-        return KINDS[cls.kind]
 
 
 def auto_device(cuda_available: bool) -> str:

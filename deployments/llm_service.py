@@ -78,4 +78,6 @@ class LLMService(Component):
         messages = self.messages(inputs, params)
         text, profile = self.generate(messages, params)
         text = trim_to_sentence(text.strip())
-        return {"reply_text": text}, {"reply_text": text, "prompt": messages[-1]["content"], **profile}
+        profile = {"reply_text": text, "prompt": messages[-1]["content"],
+                   "history_messages": len(inputs.get("history") or []), **profile}
+        return {"reply_text": text}, profile

@@ -85,13 +85,14 @@ def build_graphs(config: ClustersConfig, enabled: list[str], trace_store_url: st
 
     graphs = {}
     for cluster in enabled:
-        stages = config.clusters[cluster].stages
+        spec = config.clusters[cluster]
+        stages = spec.stages
         payload = [
             {"name": s.name, "model": s.model, "kind": registry[config.stage_component(s)].kind, "params": s.params}
             for s in stages
         ]
         graphs[cluster] = ClusterGraph.options(name=cluster).bind(
-            cluster, payload, {s.model: models[s.model] for s in stages}, trace_store_url
+            cluster, payload, {s.model: models[s.model] for s in stages}, trace_store_url, spec.history_turns
         )
     return graphs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
@@ -11,16 +12,35 @@ import soxr
 MODEL_RATE = 16_000
 
 
+MEDIA_TYPES = {"WAV": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg"}
+
+
 class AudioError(ValueError):
     pass
 
 
-def decode(data: bytes, target_rate: int = MODEL_RATE) -> tuple[np.ndarray, int]:
-    """Mono float32 at `target_rate`, plus the file's own rate. Any channel count and rate."""
+class AudioTooLong(AudioError):
+    pass
+
+
+@dataclass
+class DecodedAudio:
+    samples: np.ndarray  # mono float32 at the target rate
+    source_rate: int
+    media_type: str
+
+
+def decode(data: bytes, target_rate: int = MODEL_RATE, max_seconds: float | None = None) -> DecodedAudio:
+    """Any channel count and rate; the length is checked before anything is decoded."""
     if not data:
         raise AudioError("the audio file is empty")
     try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            rate, fmt = f.samplerate, f.format
+            seconds = f.frames / rate
+            if max_seconds is not None and seconds > max_seconds:
+                raise AudioTooLong(f"{seconds:.1f} s is longer than the {max_seconds:g} s limit")
+            samples = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(f"could not decode the audio (WAV, FLAC or OGG expected): {exc}") from None
     if samples.shape[0] == 0:
@@ -28,7 +48,8 @@ def decode(data: bytes, target_rate: int = MODEL_RATE) -> tuple[np.ndarray, int]
     mono = samples.mean(axis=1)
     if rate != target_rate:
         mono = soxr.resample(mono, rate, target_rate)
-    return np.ascontiguousarray(mono, dtype=np.float32), rate
+    media_type = MEDIA_TYPES.get(fmt, "application/octet-stream")
+    return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), rate, media_type)
 
 
 def encode_wav(samples: np.ndarray, rate: int) -> bytes:

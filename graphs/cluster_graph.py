@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from graphs.trace_store import TaskStatus, TraceStore
 @dataclass
 class TurnRequest:
     track_id: str
+    task_ids: list[str]  # one per stage, chosen by the caller
     audio: np.ndarray  # mono float32 at MODEL_RATE
     audio_file: bytes  # the upload as sent, kept with the track
     audio_media_type: str
@@ -66,9 +66,11 @@ def _error_text(exc: BaseException) -> str:
 
 @serve.deployment(max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.1})
 class ClusterGraph:
-    def __init__(self, cluster: str, stages: list[dict[str, Any]], models: dict[str, Any], trace_store_url: str):
+    def __init__(self, cluster: str, stages: list[dict[str, Any]], models: dict[str, Any], trace_store_url: str,
+                 history_turns: int = 0):
         self.cluster = cluster
         self.stages = [_Stage(**s) for s in stages]
+        self.history_turns = history_turns if any("history" in s.reads for s in self.stages) else 0
         self.models = models
         self.store = TraceStore(trace_store_url)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-writer")
@@ -78,17 +80,20 @@ class ClusterGraph:
 
     async def run_turn(self, request: TurnRequest) -> TurnOutcome:
         t_turn = time.perf_counter()
-        task_ids = [uuid.uuid4().hex for _ in self.stages]
+        task_ids = request.task_ids
+        if len(task_ids) != len(self.stages):
+            raise ValueError(f"{len(task_ids)} task ids for {len(self.stages)} stages")
         user_audio = {"data": request.audio_file, "media_type": request.audio_media_type,
                       "sample_rate": MODEL_RATE, "duration_s": round(len(request.audio) / MODEL_RATE, 3)}
         # The first stage starts while the turn's records are written; the writer keeps order.
         begun = self._write(self.store.begin_turn, request.track_id, self.cluster,
                             [(s.name, s.params) for s in self.stages], task_ids, user_audio)
         writes = [begun]
-        state: dict[str, Any] = {"audio": request.audio, "images": request.images, "history": []}
+        history = asyncio.ensure_future(asyncio.to_thread(self.store.history, request.track_id, self.history_turns))
+        state: dict[str, Any] = {"audio": request.audio, "images": request.images}
         timings: list[dict[str, Any]] = []
         try:
-            status, error = await self._run_stages(state, task_ids, timings, writes)
+            status, error = await self._run_stages(state, task_ids, timings, writes, history)
             if error:
                 writes.append(self._write(self.store.close_tasks, task_ids, f"cancelled: {error}"))
             turn, _ = await begun
@@ -103,14 +108,16 @@ class ClusterGraph:
             writes.append(self._write(self.store.close_tasks, task_ids, f"turn aborted: {_error_text(exc)}"))
             raise
         finally:
-            await asyncio.gather(*writes)
+            await asyncio.gather(*writes, history)
         outputs = {k: v for k, v in state.items() if k not in ("audio", "images", "history", "reply_audio")}
         return TurnOutcome(status, request.track_id, self.cluster, turn, outputs, timings,
                            time.perf_counter() - t_turn, error, reply_audio)
 
-    async def _run_stages(self, state, task_ids, timings, writes) -> tuple[str, str | None]:
+    async def _run_stages(self, state, task_ids, timings, writes, history) -> tuple[str, str | None]:
         """Each stage in order, by handle; returns (status, error)."""
         for stage, task_id in zip(self.stages, task_ids):
+            if "history" in stage.reads and "history" not in state:
+                state["history"] = await history
             ts_start = time.time()
             writes.append(self._write(self.store.start_task, task_id, ts_start))
             inputs = {k: v for k, v in state.items() if k in stage.reads}
@@ -123,7 +130,6 @@ class ClusterGraph:
                 writes.append(self._write(self.store.fail_task, task_id, error, ended))
                 return "failed", error
             profile = stage_profile(ts_start, time.perf_counter() - t0, result.model_s, result.ts_model_start)
-            profile.update(result.extra_latency)
             writes.append(self._write(self.store.complete_task, task_id, result.result_profile, profile))
             state.update(result.outputs)
             timings.append({"task_name": stage.name, "model": stage.model, **profile})

@@ -56,6 +56,8 @@ class StageSpec(_Strict):
 
 class ClusterSpec(_Strict):
     description: str = ""
+    # Earlier turns of the track the LLM sees, oldest dropped first.
+    history_turns: int = Field(5, ge=0)
     stages: list[StageSpec] = Field(min_length=1)
 
 

@@ -5,6 +5,7 @@ import asyncio
 import base64
 import io
 import time
+import uuid
 from typing import Any, Literal
 
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
@@ -95,22 +96,21 @@ class OmniServeIngress:
             raise HTTPException(400, "multipart field 'audio' is required")
         data = await audio_file.read()
         try:
-            samples, _ = audio.decode(data)
+            decoded = audio.decode(data, max_seconds=self.max_audio_seconds)
+        except audio.AudioTooLong as exc:
+            raise HTTPException(413, f"audio: {exc}") from None
         except audio.AudioError as exc:
             raise HTTPException(400 if not data else 415, f"audio: {exc}") from None
-        seconds = len(samples) / audio.MODEL_RATE
-        if seconds > self.max_audio_seconds:
-            raise HTTPException(413, f"audio: {seconds:.1f} s is longer than the {self.max_audio_seconds:g} s limit")
         image_bytes = [await self._read_image(i, upload) for i, upload in enumerate(images)]
 
-        request = TurnRequest(track_id, samples, data, audio_file.content_type or "application/octet-stream",
-                              image_bytes, inline_audio=response_audio == "base64")
+        # Task ids are chosen here so that, should the graph itself die, its records can be closed.
+        task_ids = [uuid.uuid4().hex for _ in self.catalog[cluster]["stages"]]
+        request = TurnRequest(track_id, task_ids, decoded.samples, data, decoded.media_type, image_bytes,
+                              inline_audio=response_audio == "base64")
         try:
             outcome: TurnOutcome = await self.graphs[cluster].run_turn.remote(request)
         except Exception as exc:
-            last = await asyncio.to_thread(self.store.last_turn, track_id)
-            if last is not None:
-                await asyncio.to_thread(self.store.close_turn, track_id, last, f"turn aborted: {exc}")
+            await asyncio.to_thread(self.store.close_tasks, task_ids, f"turn aborted: {type(exc).__name__}: {exc}")
             raise HTTPException(500, f"the {cluster} graph failed: {type(exc).__name__}") from None
 
         end_to_end = time.perf_counter() - t_start

@@ -128,7 +128,6 @@ class TraceStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 parsed = parsed.set(database=str(path))
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        self.url = parsed.render_as_string(hide_password=False)
         self.engine = create_engine(parsed, **kwargs)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -214,16 +213,6 @@ class TraceStore:
                 ).rowcount
         return changed
 
-    def close_turn(self, track_id: str, turn: int, reason: str) -> int:
-        """close_tasks for a turn known only by number (its graph is gone)."""
-        with self._session() as s:
-            ids = s.scalars(select(TaskRecord.id).where(TaskRecord.track_id == track_id, TaskRecord.turn == turn)).all()
-        return self.close_tasks(list(ids), reason)
-
-    def last_turn(self, track_id: str) -> int | None:
-        with self._session() as s:
-            return s.scalar(select(func.max(TaskRecord.turn)).where(TaskRecord.track_id == track_id))
-
     def add_audio(self, track_id: str, turn: int, role: str, data: bytes, media_type: str,
                   sample_rate: int | None = None, duration_s: float | None = None) -> str:
         record = AudioRecord(track_id=track_id, turn=turn, role=role, data=data, media_type=media_type,
@@ -242,6 +231,25 @@ class TraceStore:
         with self._session() as s:
             record = s.get(AudioRecord, audio_id)
             return (record.data, record.media_type) if record else None
+
+    def history(self, track_id: str, turns: int) -> list[dict[str, str]]:
+        """The last `turns` completed exchanges of a track as chat messages, oldest first."""
+        if turns <= 0:
+            return []
+        with self._session() as s:
+            rows = s.execute(
+                select(TaskRecord.turn, TaskRecord.result_profile)
+                .where(TaskRecord.track_id == track_id, TaskRecord.status == TaskStatus.completed)
+                .order_by(TaskRecord.turn, TaskRecord.position)
+            ).all()
+        exchanges: dict[int, dict[str, str]] = {}
+        for turn, profile in rows:
+            for key in ("transcript", "reply_text"):
+                if profile.get(key):
+                    exchanges.setdefault(turn, {})[key] = profile[key]
+        complete = [e for e in exchanges.values() if len(e) == 2][-turns:]
+        return [m for e in complete for m in ({"role": "user", "content": e["transcript"]},
+                                              {"role": "assistant", "content": e["reply_text"]})]
 
     def track_exists(self, track_id: str) -> bool:
         with self._session() as s:

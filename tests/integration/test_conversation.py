@@ -99,6 +99,8 @@ def test_continuing_a_track_with_inline_audio(server, first_turn):
     assert inline == server.http.get(body["reply_audio"]["url"]).content
     track = server.http.get(f"/v1/tracks/{body['track_id']}").json()
     assert [t["turn"] for t in track["turns"]] == [1, 2]
+    llm = [t for t in track["tasks"] if t["task_name"] == "hf_llm"]
+    assert [t["result_profile"]["history_messages"] for t in llm] == [0, 2], "turn 2 sees turn 1"
 
 
 def test_silence_is_refused_and_the_turn_closed(server):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from graphs.audio import MODEL_RATE, AudioError, decode, encode_wav
+from graphs.audio import MODEL_RATE, AudioError, AudioTooLong, decode, encode_wav
 
 
 def tone(rate: int, seconds: float, channels: int) -> np.ndarray:
@@ -17,13 +17,23 @@ def tone(rate: int, seconds: float, channels: int) -> np.ndarray:
 def test_any_rate_and_channel_count_becomes_16k_mono(fmt, rate, channels):
     buffer = io.BytesIO()
     sf.write(buffer, tone(rate, 1.5, channels), rate, format=fmt)
-    samples, source_rate = decode(buffer.getvalue())
-    assert source_rate == rate
+    decoded = decode(buffer.getvalue())
+    samples = decoded.samples
+    assert decoded.source_rate == rate
+    assert decoded.media_type == f"audio/{fmt.lower()}"
     assert samples.ndim == 1 and samples.dtype == np.float32
     assert abs(len(samples) - 1.5 * MODEL_RATE) <= MODEL_RATE * 0.01
     # the 440 Hz tone survives resampling
     spectrum = np.abs(np.fft.rfft(samples))
     assert np.fft.rfftfreq(len(samples), 1 / MODEL_RATE)[spectrum.argmax()] == pytest.approx(440, abs=2)
+
+
+def test_length_is_checked_before_decoding():
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(8000, 3.0, 1), 8000, format="WAV")
+    with pytest.raises(AudioTooLong, match="3.0 s is longer than the 2 s limit"):
+        decode(buffer.getvalue(), max_seconds=2)
+    assert len(decode(buffer.getvalue(), max_seconds=3.5).samples) == 3 * MODEL_RATE
 
 
 def test_empty_and_undecodable_input():

@@ -5,6 +5,7 @@ graph routes slots and records every outcome, not the models.
 """
 
 import asyncio
+import uuid
 
 import numpy as np
 import pytest
@@ -89,7 +90,8 @@ def handles(store_url):
 
 
 def turn(handles, cluster, audio, track_id=None):
-    request = TurnRequest(track_id or new_track_id(cluster), audio.astype(np.float32), b"RIFF", "audio/wav")
+    task_ids = [uuid.uuid4().hex for _ in CONFIG["clusters"][cluster]["stages"]]
+    request = TurnRequest(track_id or new_track_id(cluster), task_ids, audio.astype(np.float32), b"RIFF", "audio/wav")
     return asyncio.run(_call(handles[cluster], request))
 
 
@@ -118,11 +120,13 @@ def test_completed_turn_records_every_stage(handles, store_url):
     assert [a["role"] for a in track["audio"]] == ["user", "reply"]
 
 
-def test_a_second_turn_continues_the_track(handles, store_url):
+def test_a_second_turn_continues_the_track_and_remembers_the_first(handles, store_url):
     first = turn(handles, "GOOD", SPEECH)
     second = turn(handles, "GOOD", SPEECH, track_id=first.track_id)
     assert (first.turn, second.turn) == (1, 2)
-    assert len(TraceStore(store_url).track(first.track_id)["tasks"]) == 6
+    tasks = TraceStore(store_url).track(first.track_id)["tasks"]
+    assert len(tasks) == 6
+    assert [t["result_profile"]["history_messages"] for t in tasks if t["task_name"] == "llm"] == [0, 2]
 
 
 def test_failing_stage_is_failed_and_the_rest_cancelled(handles, store_url):

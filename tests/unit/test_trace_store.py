@@ -39,12 +39,12 @@ def test_status_transitions_and_closing_a_turn(url):
     store.start_task(stt, 1.0)
     store.complete_task(stt, {"transcript": "hi"}, {"model_inference": 0.5, "ts_start": 1.0, "ts_end": 1.6})
     store.start_task(llm, 1.6)
-    assert store.close_turn(track_id, turn, "cancelled: stage 'hf_llm' failed") == 2
+    assert store.close_tasks([stt, llm, tts], "cancelled: stage 'hf_llm' failed") == 2
     tasks = store.track(track_id)["tasks"]
     assert [t["status"] for t in tasks] == ["completed", "failed", "cancelled"]
     assert tasks[0]["result_profile"] == {"transcript": "hi"}
     assert tasks[2]["error"] == "cancelled: stage 'hf_llm' failed"
-    assert store.close_turn(track_id, turn, "again") == 0, "closed turns stay as they are"
+    assert store.close_tasks([stt, llm, tts], "again") == 0, "closed tasks stay as they are"
 
 
 def test_numpy_values_in_profiles_are_stored_as_json(url):
@@ -91,3 +91,19 @@ def test_writers_in_several_processes_share_one_file(url):
     assert len(tasks) == 3 * 5 * len(STAGES)
     assert sorted({t["turn"] for t in tasks}) == list(range(1, 16)), "every turn gets its own number"
     assert all(t["status"] == TaskStatus.completed.value for t in tasks)
+
+
+def test_history_is_the_last_completed_exchanges(url):
+    store = TraceStore(url)
+    track_id = new_track_id(CLUSTER)
+    for i in range(3):
+        _, (stt, llm, tts) = store.begin_turn(track_id, CLUSTER, STAGES)
+        store.complete_task(stt, {"transcript": f"question {i}"}, {})
+        if i != 1:  # turn 2 failed in its LLM: no exchange to remember
+            store.complete_task(llm, {"reply_text": f"answer {i}"}, {})
+    assert store.history(track_id, 5) == [
+        {"role": "user", "content": "question 0"}, {"role": "assistant", "content": "answer 0"},
+        {"role": "user", "content": "question 2"}, {"role": "assistant", "content": "answer 2"},
+    ]
+    assert store.history(track_id, 1) == store.history(track_id, 5)[2:]
+    assert store.history(track_id, 0) == []
