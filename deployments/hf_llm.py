@@ -17,11 +17,13 @@ class HuggingFaceLLM(LLMService):
         device: Literal["auto", "cpu", "cuda"] = "auto"
         dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
         max_new_tokens: int = 48
+        # Small models loop on a phrase without it.
+        repetition_penalty: float = 1.2
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         opts = self.options
         device = opts.device
@@ -32,10 +34,15 @@ class HuggingFaceLLM(LLMService):
             dtype = "float16" if device == "cuda" else "float32"
         path = llm_model_dir(opts.model)
         self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
-        self.model.eval()
         self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = self.load_model(path, getattr(torch, dtype))
+        self.model.eval()
+
+    def load_model(self, path, dtype):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device)
 
     def generate(self, messages: list[dict[str, str]], params: LLMParams) -> tuple[str, dict[str, Any]]:
         inputs = self.tokenizer.apply_chat_template(
@@ -46,7 +53,11 @@ class HuggingFaceLLM(LLMService):
         t0 = time.perf_counter()
         with self._torch.inference_mode():
             out = self.model.generate(
-                **inputs, max_new_tokens=max_new, pad_token_id=self.tokenizer.eos_token_id, **sampling
+                **inputs,
+                max_new_tokens=max_new,
+                repetition_penalty=self.options.repetition_penalty,
+                pad_token_id=self.tokenizer.eos_token_id,
+                **sampling,
             )
         elapsed = time.perf_counter() - t0
         new_tokens = out[0, inputs["input_ids"].shape[1]:]

@@ -1,0 +1,58 @@
+"""The local LLMs answer for real, in fp32 and quantized."""
+
+import asyncio
+
+import pytest
+import torch
+
+from deployments.hf_llm import HuggingFaceLLM
+from deployments.quantized_llm import QuantizedLLM
+
+QUESTION = {"transcript": "What is the capital city of France?"}
+PARAMS = {"prompt_template": "{transcript}"}
+
+
+def ask(llm, inputs=QUESTION, params=PARAMS):
+    return asyncio.run(llm.run(inputs, params))
+
+
+@pytest.fixture(scope="module")
+def fp32():
+    return HuggingFaceLLM()
+
+
+@pytest.fixture(scope="module")
+def int8():
+    return QuantizedLLM(quantization="int8_dynamic")
+
+
+@pytest.mark.parametrize("name", ["fp32", "int8"])
+def test_answers_a_question(request, name):
+    out = ask(request.getfixturevalue(name))
+    assert "paris" in out.outputs["reply_text"].lower()
+    profile = out.result_profile
+    assert profile["completion_tokens"] > 0 and profile["tokens_per_s"] > 0
+    assert profile["prompt"] == QUESTION["transcript"]
+
+
+def test_int8_quantizes_the_linear_layers_but_not_the_output_head(int8):
+    kinds = {type(m) for name, m in int8.model.named_modules() if name.endswith(("q_proj", "down_proj"))}
+    assert kinds == {torch.ao.nn.quantized.dynamic.Linear}
+    assert type(int8.model.lm_head) is torch.nn.Linear
+    assert ask(int8).result_profile["quantization"] == "int8_dynamic"
+
+
+def test_history_and_emotion_reach_the_prompt(fp32):
+    history = [{"role": "user", "content": "My name is Ada."}, {"role": "assistant", "content": "Nice to meet you, Ada."}]
+    inputs = {"transcript": "What is my name?", "emotion": {"summary": "The user sounds positive."}, "history": history}
+    params = {"prompt_template": "{transcript} ({emotion})", "max_new_tokens": 8}
+    out = ask(fp32, inputs, params)
+    assert out.result_profile["prompt"] == "What is my name? (The user sounds positive.)"
+    assert out.result_profile["history_messages"] == 2
+    without = ask(fp32, {**inputs, "history": []}, params)
+    assert out.result_profile["prompt_tokens"] > without.result_profile["prompt_tokens"] + 10
+
+
+def test_int8_is_for_the_cpu():
+    with pytest.raises(ValueError, match="int8_dynamic quantization runs on the CPU only"):
+        QuantizedLLM(quantization="int8_dynamic", device="cuda")
