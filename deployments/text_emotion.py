@@ -28,19 +28,18 @@ class TextLexicons:
         """`sentiment` and `valence` (VADER's compound, -1 to 1), VADER's scores, and the share of
         each NRC emotion among the words that carry one (empty when none does)."""
         vader = self._vader.polarity_scores(text)
-        compound = vader["compound"]
-        if compound >= neutral_band:
-            sentiment = "positive"
-        elif compound <= -neutral_band:
-            sentiment = "negative"
-        else:
-            sentiment = "neutral"
-
         affects = Counter(a for w in _WORD.findall(text.lower()) for a in self._nrc.get(w, ()))
         counts = {e: affects[e] for e in _NRC_EMOTIONS}
         total = sum(counts.values())
         emotions = {e: round(c / total, 3) for e, c in counts.items() if c} if total else {}
-        return {"sentiment": sentiment, "valence": compound, "vader": vader, "emotions": emotions}
+        return {"sentiment": sentiment_of(vader["compound"], neutral_band), "valence": vader["compound"],
+                "vader": vader, "emotions": emotions}
+
+
+def sentiment_of(valence: float, neutral_band: float) -> str:
+    if valence >= neutral_band:
+        return "positive"
+    return "negative" if valence <= -neutral_band else "neutral"
 
 
 def dominant_emotion(emotions: dict[str, float]) -> str | None:
