@@ -1,6 +1,7 @@
 """Image to text: what the turn's images show, as one text the LLM prompt gets as {image_text}.
 
-For LLMs that cannot see: each image becomes a line the prompt can carry ("Image 1: ...").
+For LLMs that cannot see: each image becomes a line the prompt can carry ("Image 1: ..."); a
+turn without images gives an empty text.
 """
 
 from __future__ import annotations
