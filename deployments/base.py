@@ -107,7 +107,6 @@ PLANNED: dict[str, tuple[str, str]] = {
     "openai_stt": ("speech_to_text", "OpenAI speech-to-text is not part of this build yet"),
     "openai_chat": ("llm", "OpenAI chat is not part of this build yet"),
     "openai_tts": ("text_to_speech", "OpenAI text-to-speech is not part of this build yet"),
-    "faiss_rag": ("retrieval", "retrieval over documents is not part of this build yet"),
 }
 
 

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from deployments.base import StrictModel, auto_device, register
 from deployments.rag_index import (
-    DEFAULT_ROOT, INDEX_NAME, MANIFEST, MINILM, DocumentIndex, Embedder, index_dir, not_ingested,
+    INDEX_NAME, MANIFEST, MINILM, DocumentIndex, Embedder, index_dir, not_ingested,
     open_index,
 )
 from deployments.retrieval_service import RetrievalService
@@ -25,7 +25,7 @@ class FaissRetrieval(RetrievalService):
 
     class Options(StrictModel):
         index: str = Field("default", pattern=INDEX_NAME.pattern)
-        root: str = DEFAULT_ROOT
+        root: str | None = None  # None: $OMNISERVE_INDEX_ROOT, else data/indexes
         embedding_model: str = MINILM
         device: Literal["auto", "cpu", "cuda"] = "auto"
 

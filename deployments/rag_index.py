@@ -29,6 +29,9 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = "data/indexes"
+# Where indexes live when no root is given: lets a deployment (or a test) move them without
+# editing cluster configs.
+ROOT_ENV = "OMNISERVE_INDEX_ROOT"
 MINILM = "all-MiniLM-L6-v2"
 DOCUMENT_SUFFIXES = (".txt", ".md", ".pdf")
 INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -46,13 +49,13 @@ class IndexNotReady(RuntimeError):
     """The index has never been ingested, or holds no text: the message says how to build it."""
 
 
-def resolve_root(root: str | Path) -> Path:
+def resolve_root(root: str | Path | None = None) -> Path:
     """Relative roots are relative to the repository, like config paths, wherever Ray starts a worker."""
-    root = Path(root).expanduser()
+    root = Path(root or os.environ.get(ROOT_ENV) or DEFAULT_ROOT).expanduser()
     return root if root.is_absolute() else REPO_ROOT / root
 
 
-def index_dir(name: str, root: str | Path = DEFAULT_ROOT) -> Path:
+def index_dir(name: str, root: str | Path | None = None) -> Path:
     if not INDEX_NAME.match(name):
         raise ValueError(f"index name {name!r}: letters, digits, '_', '.', '-', starting with a letter or digit")
     return resolve_root(root) / name
@@ -60,7 +63,7 @@ def index_dir(name: str, root: str | Path = DEFAULT_ROOT) -> Path:
 
 def ingest_command(directory: Path) -> str:
     command = f"python -m deployments.rag_index ingest FOLDER --index {directory.name}"
-    if directory.parent != resolve_root(DEFAULT_ROOT):
+    if directory.parent != resolve_root():
         command += f" --root {directory.parent}"
     return command
 
@@ -395,8 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     search_parser.add_argument("-k", type=positive_int, default=3, help="how many chunks (default 3)")
     for sub in (ingest_parser, search_parser):
         sub.add_argument("--index", default="default", help="index name (default: default)")
-        sub.add_argument("--root", default=DEFAULT_ROOT,
-                         help=f"where indexes live, relative to the repository (default: {DEFAULT_ROOT})")
+        sub.add_argument("--root", default=None,
+                         help=f"where indexes live, relative to the repository (default: ${ROOT_ENV}, "
+                              f"else {DEFAULT_ROOT})")
     args = parser.parse_args(argv)
 
     console = Console()

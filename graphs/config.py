@@ -32,7 +32,7 @@ class _Strict(BaseModel):
 
 
 class RayActorOptions(_Strict):
-    num_cpus: float = Field(0.25, ge=0)
+    num_cpus: float = Field(0.2, ge=0)
     num_gpus: float = Field(0, ge=0)
 
     def for_serve(self) -> dict[str, float]:

@@ -33,7 +33,7 @@ def _turn_status(statuses: set[str]) -> str:
     return "completed"
 
 
-@serve.deployment(name="OmniServeIngress", max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(name="OmniServeIngress", max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(api)
 class OmniServeIngress:
     def __init__(self, graphs: dict[str, Any], catalog: list[dict[str, Any]], trace_store_url: str,

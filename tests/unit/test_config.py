@@ -42,15 +42,19 @@ def load_error(tmp_path, text) -> str:
 def test_default_config_declares_all_original_clusters():
     config = load_clusters()
     assert ORIGINAL_CLUSTERS <= set(config.clusters)
-    assert config.unavailable_reason("CLUSTER_HF_ETE_CONVERSATION") is None
+    for local in ("CLUSTER_HF_ETE_CONVERSATION", "CLUSTER_Q_ETE_CONVERSATION", "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION",
+                  "CLUSTER_HF_RAG_ETE_CONVERSATION", "CLUSTER_HF_VISION_ETE_CONVERSATION"):
+        assert config.unavailable_reason(local) is None, local
     hf = config.clusters["CLUSTER_HF_ETE_CONVERSATION"]
-    assert [config.stage_component(s) for s in hf.stages] == ["whisper_stt", "text_emotion", "hf_llm", "piper_tts"]
+    assert [config.stage_component(s) for s in hf.stages] == ["whisper_stt", "multimodal_emotion", "hf_llm", "piper_tts"]
+    no_emotion = config.clusters["CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"]
+    assert [config.stage_component(s) for s in no_emotion.stages] == ["whisper_stt", "quantized_llm", "piper_tts"]
 
 
 def test_models_shared_between_clusters_are_listed_once():
     config = load_clusters()
     names = config.models_for(["CLUSTER_Q_ETE_CONVERSATION", "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"])
-    assert names == ["whisper-tiny-en", "text-emotion", "smollm2-135m-quantized", "piper-joe"]
+    assert names == ["whisper-tiny-en", "multimodal-emotion", "smollm2-135m-quantized", "piper-joe"]
 
 
 def test_unknown_component_names_model_and_key(tmp_path):

@@ -1,10 +1,12 @@
 """The shipped serve configs agree with the app they build."""
 
 from graphs.app import parse_args
+from graphs.cluster_graph import ClusterGraph
 from graphs.config import load_clusters
+from graphs.ingress import OmniServeIngress
 from graphs.launch import read_config
 
-GPU_MODELS = {"whisper_stt", "hf_llm", "quantized_llm", "piper_tts"}
+GPU_MODELS = {"whisper_stt", "hf_llm", "quantized_llm", "piper_tts", "faiss_rag"}
 
 
 def test_default_config_is_cpu_only_and_fits_two_cores():
@@ -14,7 +16,8 @@ def test_default_config_is_cpu_only_and_fits_two_cores():
     models = config.models_for(args.enabled_clusters)
     assert not app.get("deployments"), "the default config keeps each model's CPU-only settings"
     assert all(config.models[m].ray_actor_options.num_gpus == 0 for m in models)
-    graphs_and_ingress = 0.1 * len(args.enabled_clusters) + 0.25
+    graphs_and_ingress = (ClusterGraph.ray_actor_options["num_cpus"] * len(args.enabled_clusters)
+                          + OmniServeIngress.ray_actor_options["num_cpus"])
     assert sum(config.models[m].ray_actor_options.num_cpus for m in models) + graphs_and_ingress <= 2
 
 
