@@ -27,12 +27,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+DOCUMENTS = {
+    "library.md": "# Riverside library\n\nThe Riverside library opens at 10 am on Saturdays and closes at 4 pm. "
+                  "On weekdays it is open from 8 am to 8 pm. Library cards are free for residents.",
+    "soup.txt": "Tomato soup: soften an onion in butter, add two tins of tomatoes and simmer for twenty minutes. "
+                "Blend, season with salt and pepper, and serve with bread.",
+    "trains.md": "The first train to the coast leaves the central station at 6:15 every morning, "
+                 "and the last one returns at 23:40.",
+}
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    store_url = f"sqlite:///{tmp_path_factory.mktemp('serve') / 'omniserve.db'}"
+    """The default serve config, with its trace store and document indexes in a temporary folder."""
+    from deployments.rag_index import Embedder, ingest, index_dir
+
+    tmp = tmp_path_factory.mktemp("serve")
+    store_url = f"sqlite:///{tmp / 'omniserve.db'}"
+    documents = tmp / "documents"
+    documents.mkdir()
+    for name, text in DOCUMENTS.items():
+        (documents / name).write_text(text)
+    ingest(documents, index_dir("default", tmp / "indexes"), Embedder())
+
+    config = read_config("serve_config.yaml", port=free_port(), trace_store_url=store_url)
+    config["applications"][0]["runtime_env"] = {"env_vars": {"OMNISERVE_INDEX_ROOT": str(tmp / "indexes")}}
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        url = deploy(read_config("serve_config.yaml", port=free_port(), trace_store_url=store_url))
+        url = deploy(config)
         with httpx.Client(base_url=url, timeout=120) as http:
             yield Server(url, store_url, http)
     finally:

@@ -19,7 +19,7 @@ STAGES = ["speech_to_text", "emotion_detection", "hf_llm", "text_to_speech"]
 
 
 def words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z']+", text.lower()))
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def post(server, audio: bytes | None, filename="turn.wav", **form):
@@ -166,15 +166,27 @@ def test_track_endpoint_errors(server):
     assert server.http.get(f"/v1/audio/{'0' * 32}").status_code == 404
 
 
+LOCAL_CLUSTERS = {
+    CLUSTER,
+    "CLUSTER_Q_ETE_CONVERSATION",
+    "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION",
+    "CLUSTER_HF_RAG_ETE_CONVERSATION",
+    "CLUSTER_HF_VISION_ETE_CONVERSATION",
+}
+
+
 def test_clusters_endpoint_lists_every_cluster_and_what_runs(server):
     clusters = {c["name"]: c for c in server.http.get("/v1/clusters").json()["clusters"]}
     assert len(clusters) >= 7
-    assert clusters[CLUSTER]["enabled"] and [s["name"] for s in clusters[CLUSTER]["stages"]] == STAGES
+    assert {name for name, c in clusters.items() if c["enabled"]} == LOCAL_CLUSTERS
+    assert [s["name"] for s in clusters[CLUSTER]["stages"]] == STAGES
     gpt = clusters["CLUSTER_GPT_4O_ETE_CONVERSATION"]
     assert not gpt["enabled"] and "openai_stt" in gpt["reason"]
-    assert server.http.get("/healthz").json() == {"status": "ok", "enabled_clusters": [CLUSTER]}
+    assert server.http.get("/healthz").json() == {"status": "ok", "enabled_clusters": sorted(LOCAL_CLUSTERS)}
 
 
 def test_only_the_deployments_enabled_clusters_need_are_started(server):
     deployments = set(serve.status().applications["omniserve"].deployments)
-    assert deployments == {"OmniServeIngress", CLUSTER, "whisper-tiny-en", "text-emotion", "smollm2-135m", "piper-joe"}
+    models = {"whisper-tiny-en", "multimodal-emotion", "smollm2-135m", "smollm2-135m-quantized", "piper-joe",
+              "minilm-retrieval", "ocr-image-to-text"}
+    assert deployments == {"OmniServeIngress"} | LOCAL_CLUSTERS | models, "text-emotion and OpenAI models stay off"

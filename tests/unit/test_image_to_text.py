@@ -1,34 +1,17 @@
 """Image to text on real images: printed words rendered with Pillow, and a photo with a face."""
 
 import asyncio
-import io
 import re
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
-from skimage import data
+from PIL import Image
 
 from deployments.ocr_image_to_text import OCRImageToText
 from graphs.config import parse_clusters
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def sign() -> bytes:
-    image = Image.new("RGB", (480, 240), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=48)
-    draw.text((24, 40), "OPEN 24 HOURS", fill="black", font=font)
-    draw.text((24, 140), "Fresh coffee", fill="navy", font=font)
-    return png(image)
-
+from tests.pictures import astronaut, png, sign
 
 SIGN = sign()
-ASTRONAUT = png(Image.fromarray(data.astronaut()))
+ASTRONAUT = astronaut()
 
 
 @pytest.fixture(scope="module")
