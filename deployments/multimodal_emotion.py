@@ -11,6 +11,7 @@ with only the transcript there is no arousal and the label is the text's sentime
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,8 @@ class MultimodalEmotion(EmotionService):
         super().__init__(**options)
         self._lexicons = TextLexicons()
         self._faces = FaceExpressionClassifier(min_face_size=self.options.min_face_size)
+        # Praat is GPL-licensed and comes with the optional 'voice' extra; without it the voice is skipped.
+        self._prosody = importlib.util.find_spec("parselmouth") is not None
 
     def detect(self, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         transcript = inputs["transcript"]
@@ -71,6 +74,8 @@ class MultimodalEmotion(EmotionService):
         audio = inputs.get("audio")
         if audio is None or not len(audio):
             skipped["audio"] = "no audio in this turn"
+        elif not self._prosody:
+            skipped["audio"] = "voice prosody needs praat-parselmouth: pip install 'omniserve[voice]'"
         else:
             prosody = measure(audio, transcript, SAMPLE_RATE)
             if prosody["arousal"] is None:

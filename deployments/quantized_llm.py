@@ -1,8 +1,9 @@
 """A local Hugging Face LLM with quantized weights.
 
-On CUDA, bitsandbytes 4-bit (NF4) or 8-bit. On the CPU, bitsandbytes brings no speed (measured:
-8-bit 0.9x and NF4 1.8x fp32), while torch's dynamic int8 quantization of the linear layers runs
-about 3x fp32 (`python -m graphs.bench_llm` measures all of them on the machine at hand).
+On CUDA, bitsandbytes 4-bit (NF4) or 8-bit. On the CPU, torch's dynamic int8 quantization of the
+linear layers is the fastest: measured on 2 cores, 2.1x fp32 tokens/s against 1.8x for
+bitsandbytes NF4 and 1.1x for its 8-bit (`python -m graphs.bench_llm` measures all of them on
+the machine at hand).
 """
 
 from __future__ import annotations

