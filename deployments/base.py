@@ -41,6 +41,12 @@ KINDS: dict[str, Contract] = {
         frozenset({"emotion", "context", "image_text", "images", "history"}),
     ),
     "text_to_speech": Contract(frozenset({"reply_text"}), frozenset({"reply_audio"})),
+    # Speech in, speech out, in one stage: an audio-capable chat model, or STT, LLM and TTS composed.
+    "voice_to_voice": Contract(
+        frozenset({"audio"}),
+        frozenset({"transcript", "reply_text", "reply_audio"}),
+        frozenset({"image_text", "emotion", "images", "history"}),
+    ),
 }
 
 
@@ -79,6 +85,15 @@ class Component:
     def __init__(self, **options: Any) -> None:
         self.options = self.Options.model_validate(options)
 
+    @classmethod
+    def unavailable_reason(cls, options: dict[str, Any]) -> str | None:
+        """Why this component cannot run in this environment (a missing API key, say), or None."""
+        return None
+
+    def model_seconds(self, profile: dict[str, Any], elapsed: float) -> float:
+        """Model time of one call; remote APIs report their own, the rest of the call is transfer."""
+        return elapsed
+
     def process(self, inputs: dict[str, Any], params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         raise NotImplementedError
 
@@ -87,7 +102,7 @@ class Component:
         ts_start = time.time()
         t0 = time.perf_counter()
         outputs, profile = await asyncio.to_thread(self.process, inputs, parsed)
-        return StageOutput(outputs, profile, time.perf_counter() - t0, ts_start)
+        return StageOutput(outputs, profile, self.model_seconds(profile, time.perf_counter() - t0), ts_start)
 
 
 def auto_device(cuda_available: bool) -> str:

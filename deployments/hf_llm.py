@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from deployments.base import StrictModel, auto_device, register
 from deployments.bundled import SMOLLM2, llm_model_dir
-from deployments.llm_service import LLMParams, LLMService
+from deployments.llm_service import GenerationSettings, LLMService
 
 
 @register("hf_llm")
@@ -44,28 +46,65 @@ class HuggingFaceLLM(LLMService):
 
         return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device)
 
-    def generate(self, messages: list[dict[str, str]], params: LLMParams) -> tuple[str, dict[str, Any]]:
+    def _generation(self, messages: list[dict[str, str]], settings: GenerationSettings) -> dict[str, Any]:
         inputs = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         ).to(self.device)
-        max_new = params.max_new_tokens or self.options.max_new_tokens
-        sampling = {"do_sample": True, "temperature": params.temperature} if params.temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": settings.temperature} if settings.temperature > 0 else {"do_sample": False}
+        )
+        return {
+            **inputs,
+            "max_new_tokens": settings.max_new_tokens or self.options.max_new_tokens,
+            "repetition_penalty": self.options.repetition_penalty,
+            "pad_token_id": self.tokenizer.eos_token_id,
+            **sampling,
+        }
+
+    def generate(self, messages: list[dict[str, str]], settings: GenerationSettings) -> tuple[str, dict[str, Any]]:
+        kwargs = self._generation(messages, settings)
         t0 = time.perf_counter()
         with self._torch.inference_mode():
-            out = self.model.generate(
-                **inputs,
-                max_new_tokens=max_new,
-                repetition_penalty=self.options.repetition_penalty,
-                pad_token_id=self.tokenizer.eos_token_id,
-                **sampling,
-            )
+            out = self.model.generate(**kwargs)
         elapsed = time.perf_counter() - t0
-        new_tokens = out[0, inputs["input_ids"].shape[1]:]
+        prompt_tokens = kwargs["input_ids"].shape[1]
+        new_tokens = out[0, prompt_tokens:]
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
         return text, {
             "model": self.options.model,
             "device": self.device,
-            "prompt_tokens": int(inputs["input_ids"].shape[1]),
+            "prompt_tokens": int(prompt_tokens),
             "completion_tokens": int(new_tokens.shape[0]),
+            "max_new_tokens": kwargs["max_new_tokens"],
             "tokens_per_s": round(new_tokens.shape[0] / elapsed, 1) if elapsed > 0 else None,
         }
+
+    def stream(self, messages: list[dict[str, str]], settings: GenerationSettings,
+               stop: threading.Event) -> Iterator[str]:
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs) -> bool:
+                return stop.is_set()
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = self._generation(messages, settings)
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with self._torch.inference_mode():
+                    self.model.generate(**kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_Stop()]))
+            except BaseException as exc:  # handed to the consumer, who would otherwise wait forever
+                failed.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="llm-stream", daemon=True)
+        worker.start()
+        try:
+            yield from streamer
+            if failed:
+                raise failed[0]
+        finally:
+            stop.set()
+            worker.join()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import string
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from deployments.base import Component, StrictModel
@@ -18,11 +21,14 @@ TEMPLATE_FIELDS = ("transcript", "emotion", "context", "image_text")
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
 
-class LLMParams(StrictModel):
+class GenerationSettings(StrictModel):
+    max_new_tokens: int | None = None  # None: the model's configured limit
+    temperature: float = 0.0
+
+
+class LLMParams(GenerationSettings):
     prompt_template: str
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    max_new_tokens: int | None = None
-    temperature: float = 0.0
 
 
 def template_fields(template: str) -> set[str]:
@@ -71,8 +77,35 @@ class LLMService(Component):
         chat.append({"role": "user", "content": params.prompt_template.format(**values)})
         return chat
 
-    def generate(self, messages: list[dict[str, str]], params: LLMParams) -> tuple[str, dict[str, Any]]:
+    def generate(self, messages: list[dict[str, str]], settings: GenerationSettings) -> tuple[str, dict[str, Any]]:
         raise NotImplementedError
+
+    def stream(self, messages: list[dict[str, str]], settings: GenerationSettings,
+               stop: threading.Event) -> Iterator[str]:
+        """Text pieces as they are generated; generation ends early once `stop` is set."""
+        raise NotImplementedError
+
+    async def chat(self, messages: list[dict[str, str]], max_new_tokens: int | None = None,
+                   temperature: float = 0.0) -> dict[str, Any]:
+        """A chat completion for callers other than a cluster graph (the OpenAI-compatible API)."""
+        settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
+        text, profile = await asyncio.to_thread(self.generate, messages, settings)
+        return {"text": text, **profile}
+
+    async def chat_stream(self, messages: list[dict[str, str]], max_new_tokens: int | None = None,
+                          temperature: float = 0.0) -> AsyncIterator[str]:
+        """`chat`, piece by piece; a consumer that stops listening stops the generation."""
+        settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
+        stop = threading.Event()
+        pieces = self.stream(messages, settings, stop)
+        done = object()
+        try:
+            while (piece := await asyncio.to_thread(next, pieces, done)) is not done:
+                if piece:
+                    yield piece
+        finally:
+            stop.set()
+            await asyncio.to_thread(pieces.close)
 
     def process(self, inputs: dict[str, Any], params: LLMParams) -> tuple[dict[str, Any], dict[str, Any]]:
         messages = self.messages(inputs, params)

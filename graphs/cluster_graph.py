@@ -133,7 +133,7 @@ class ClusterGraph:
             writes.append(self._write(self.store.complete_task, task_id, result.result_profile, profile))
             state.update(result.outputs)
             timings.append({"task_name": stage.name, "model": stage.model, **profile})
-            if stage.kind == "speech_to_text" and not state["transcript"].strip():
+            if "transcript" in result.outputs and not result.outputs["transcript"].strip():
                 return "no_speech", "no speech recognised in the audio"
         return "completed", None
 

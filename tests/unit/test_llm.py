@@ -1,6 +1,7 @@
 """The local LLMs answer for real, in fp32 and quantized."""
 
 import asyncio
+import time
 
 import pytest
 import torch
@@ -56,3 +57,32 @@ def test_history_and_emotion_reach_the_prompt(fp32):
 def test_int8_is_for_the_cpu():
     with pytest.raises(ValueError, match="int8_dynamic quantization runs on the CPU only"):
         QuantizedLLM(quantization="int8_dynamic", device="cuda")
+
+
+def test_streamed_pieces_make_the_same_reply_as_a_whole_completion(fp32):
+    messages = [{"role": "user", "content": "Name three colours."}]
+    whole = asyncio.run(fp32.chat(messages, max_new_tokens=24))
+    pieces = asyncio.run(_collect(fp32.chat_stream(messages, max_new_tokens=24)))
+    assert len(pieces) > 3
+    assert "".join(pieces).strip() == whole["text"].strip()
+    assert whole["completion_tokens"] <= 24 and whole["prompt_tokens"] > 0
+
+
+def test_a_consumer_that_stops_listening_stops_the_generation(fp32):
+    async def first_pieces():
+        stream = fp32.chat_stream([{"role": "user", "content": "Tell me a long story."}], max_new_tokens=400)
+        pieces = []
+        async for piece in stream:
+            pieces.append(piece)
+            if len(pieces) == 3:
+                break
+        await stream.aclose()
+        return pieces
+
+    t0 = time.perf_counter()
+    assert len(asyncio.run(first_pieces())) == 3
+    assert time.perf_counter() - t0 < 5, "400 tokens would take ~20 s; closing the stream ended it"
+
+
+async def _collect(stream):
+    return [piece async for piece in stream]
