@@ -116,13 +116,9 @@ def auto_device(cuda_available: bool) -> str:
 
 _COMPONENTS: dict[str, type[Component]] = {}
 
-# Components that clusters already name but that this build does not ship yet: their clusters
-# load, are listed, and refuse to be enabled with this reason.
-PLANNED: dict[str, tuple[str, str]] = {
-    "openai_stt": ("speech_to_text", "OpenAI speech-to-text is not part of this build yet"),
-    "openai_chat": ("llm", "OpenAI chat is not part of this build yet"),
-    "openai_tts": ("text_to_speech", "OpenAI text-to-speech is not part of this build yet"),
-}
+# Components that clusters may name but that this build does not ship: their clusters load,
+# are listed, and refuse to be enabled with this reason. Empty while every named one ships.
+PLANNED: dict[str, tuple[str, str]] = {}
 
 
 def register(name: str):

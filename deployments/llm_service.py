@@ -6,6 +6,7 @@ import asyncio
 import re
 import string
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -89,8 +90,9 @@ class LLMService(Component):
                    temperature: float = 0.0) -> dict[str, Any]:
         """A chat completion for callers other than a cluster graph (the OpenAI-compatible API)."""
         settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
+        t0 = time.perf_counter()
         text, profile = await asyncio.to_thread(self.generate, messages, settings)
-        return {"text": text, **profile}
+        return {"text": text, "model_s": time.perf_counter() - t0, **profile}
 
     async def chat_stream(self, messages: list[dict[str, str]], max_new_tokens: int | None = None,
                           temperature: float = 0.0) -> AsyncIterator[str]:

@@ -13,13 +13,18 @@ class TextToSpeechService(Component):
     kind = "text_to_speech"
 
     def synthesize(self, text: str, params: Any) -> tuple[np.ndarray, int]:
-        raise NotImplementedError
+        return self.speak(text, params)[:2]
+
+    def speak(self, text: str, params: Any) -> tuple[np.ndarray, int, dict[str, Any]]:
+        """Backends implement this or `synthesize`; this one also says what the call was like."""
+        audio, rate = self.synthesize(text, params)
+        return audio, rate, {}
 
     def process(self, inputs: dict[str, Any], params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        audio, rate = self.synthesize(inputs["reply_text"], params)
+        audio, rate, profile = self.speak(inputs["reply_text"], params)
         audio = np.asarray(audio, dtype=np.float32)
         duration = round(len(audio) / rate, 3)
         return (
             {"reply_audio": {"samples": audio, "sample_rate": rate}},
-            {"sample_rate": rate, "audio_seconds": duration, "characters": len(inputs["reply_text"])},
+            {"sample_rate": rate, "audio_seconds": duration, "characters": len(inputs["reply_text"]), **profile},
         )

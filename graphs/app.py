@@ -6,6 +6,7 @@ cluster graph that names it; disabled clusters start nothing.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -16,6 +17,9 @@ from deployments.base import components
 from graphs.cluster_graph import ClusterGraph
 from graphs.config import DEFAULT_CLUSTERS_FILE, ClustersConfig, ConfigError, load_clusters
 from graphs.ingress import OmniServeIngress
+from graphs.openai_api import OpenAIAPIArgs
+
+logger = logging.getLogger("ray.serve")
 
 DEFAULT_CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
 
@@ -29,6 +33,10 @@ class AppArgs(BaseModel):
     enabled_clusters: list[str] = [DEFAULT_CLUSTER]
     trace_store_url: str = "sqlite:///data/omniserve.db"
     max_audio_seconds: float = 120.0
+    openai_api: OpenAIAPIArgs = OpenAIAPIArgs()
+
+# Model kinds the OpenAI-compatible API serves.
+OPENAI_KINDS = ("speech_to_text", "llm", "text_to_speech", "image_to_text")
 
 
 def parse_args(args: dict[str, Any]) -> AppArgs:
@@ -39,7 +47,7 @@ def parse_args(args: dict[str, Any]) -> AppArgs:
         raise ConfigError("\n".join(lines)) from None
 
 
-def check_enabled(config: ClustersConfig, enabled: list[str]) -> None:
+def check_enabled(config: ClustersConfig, enabled: list[str], openai_api: OpenAIAPIArgs | None = None) -> None:
     errors = []
     for name in enabled:
         if name not in config.clusters:
@@ -48,15 +56,40 @@ def check_enabled(config: ClustersConfig, enabled: list[str]) -> None:
             errors.append(f"args.enabled_clusters: {name} cannot be enabled: {reason}")
     if len(set(enabled)) != len(enabled):
         errors.append("args.enabled_clusters: a cluster is listed twice")
+    openai_api = openai_api or OpenAIAPIArgs()
+    for role in ("speech_to_text", "text_to_speech", "image_to_text"):
+        name = getattr(openai_api, role)
+        if name and (name not in config.models or _kind(config, name) != role):
+            errors.append(f"args.openai_api.{role}: {name!r} is not a {role} model of {sorted(config.models)}")
+    for alias, name in openai_api.aliases.items():
+        if name not in config.models or _kind(config, name) not in OPENAI_KINDS:
+            errors.append(f"args.openai_api.aliases.{alias}: {name!r} is not a model the OpenAI API can serve")
     if errors:
         raise ConfigError("\n".join(errors))
 
 
-def catalog(config: ClustersConfig, enabled: list[str]) -> list[dict[str, Any]]:
+def _kind(config: ClustersConfig, model: str) -> str | None:
+    component = components().get(config.models[model].component)
+    return component.kind if component else None
+
+
+def environment_reason(config: ClustersConfig, cluster: str) -> str | None:
+    """Why `cluster` cannot run in this environment (an API key not set, say), or None."""
+    registry = components()
+    for stage in config.clusters[cluster].stages:
+        spec = config.models[stage.model]
+        if reason := registry[spec.component].unavailable_reason(spec.options):
+            return f"stage {stage.name!r} ({stage.model}): {reason}"
+    return None
+
+
+def catalog(config: ClustersConfig, enabled: list[str], reasons: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """What GET /v1/clusters shows: every declared cluster, its stages and whether it runs here."""
+    reasons = reasons or {}
     out = []
     for name, spec in config.clusters.items():
-        reason = config.unavailable_reason(name) or "not listed in enabled_clusters in the serve config"
+        reason = (reasons.get(name) or config.unavailable_reason(name)
+                  or "not listed in enabled_clusters in the serve config")
         out.append({
             "name": name,
             "description": spec.description,
@@ -70,11 +103,11 @@ def catalog(config: ClustersConfig, enabled: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def build_graphs(config: ClustersConfig, enabled: list[str], trace_store_url: str) -> dict[str, Application]:
-    """One ClusterGraph per enabled cluster over model deployments bound once and shared."""
+def build_models(config: ClustersConfig, names: list[str]) -> dict[str, Application]:
+    """One deployment per model, bound once so every graph that names it shares its replicas."""
     registry = components()
     models = {}
-    for name in config.models_for(enabled):
+    for name in names:
         spec = config.models[name]
         models[name] = serve.deployment(registry[spec.component]).options(
             name=name,
@@ -82,17 +115,23 @@ def build_graphs(config: ClustersConfig, enabled: list[str], trace_store_url: st
             max_ongoing_requests=spec.max_ongoing_requests,
             ray_actor_options=spec.ray_actor_options.for_serve(),
         ).bind(**spec.options)
+    return models
 
+
+def build_graphs(config: ClustersConfig, enabled: list[str], trace_store_url: str,
+                 models: dict[str, Application] | None = None) -> dict[str, Application]:
+    """One ClusterGraph per enabled cluster over the given (or newly bound) model deployments."""
+    registry = components()
+    models = models if models is not None else build_models(config, config.models_for(enabled))
     graphs = {}
     for cluster in enabled:
         spec = config.clusters[cluster]
-        stages = spec.stages
         payload = [
             {"name": s.name, "model": s.model, "kind": registry[config.stage_component(s)].kind, "params": s.params}
-            for s in stages
+            for s in spec.stages
         ]
         graphs[cluster] = ClusterGraph.options(name=cluster).bind(
-            cluster, payload, {s.model: models[s.model] for s in stages}, trace_store_url, spec.history_turns
+            cluster, payload, {s.model: models[s.model] for s in spec.stages}, trace_store_url, spec.history_turns
         )
     return graphs
 
@@ -100,8 +139,19 @@ def build_graphs(config: ClustersConfig, enabled: list[str], trace_store_url: st
 def build_app(args: dict[str, Any]) -> Application:
     parsed = parse_args(args)
     config = load_clusters(parsed.clusters_file)
-    check_enabled(config, parsed.enabled_clusters)
-    graphs = build_graphs(config, parsed.enabled_clusters, parsed.trace_store_url)
+    check_enabled(config, parsed.enabled_clusters, parsed.openai_api)
+    reasons = {c: r for c in parsed.enabled_clusters if (r := environment_reason(config, c))}
+    for cluster, reason in reasons.items():
+        logger.warning("%s is disabled: %s", cluster, reason)
+    enabled = [c for c in parsed.enabled_clusters if c not in reasons]
+
+    names = config.models_for(enabled)
+    names += sorted(parsed.openai_api.model_names() - set(names))
+    models = build_models(config, names)
+    graphs = build_graphs(config, enabled, parsed.trace_store_url, models)
+    openai_models = {name: (_kind(config, name), app) for name, app in models.items()
+                     if _kind(config, name) in OPENAI_KINDS}
     return OmniServeIngress.bind(
-        graphs, catalog(config, parsed.enabled_clusters), parsed.trace_store_url, parsed.max_audio_seconds
+        graphs, catalog(config, enabled, reasons), parsed.trace_store_url, parsed.max_audio_seconds,
+        openai_models, parsed.openai_api.model_dump(),
     )

@@ -53,6 +53,27 @@ def decode(data: bytes, target_rate: int = MODEL_RATE, max_seconds: float | None
 
 
 def encode_wav(samples: np.ndarray, rate: int) -> bytes:
+    return encode(samples, rate, "wav")[0]
+
+
+# The OpenAI speech formats soundfile can write: (container, subtype, sample rate, media type).
+# Opus and raw PCM take OpenAI's 24 kHz; the others keep the voice's own rate.
+OUTPUT_FORMATS: dict[str, tuple[str | None, str | None, int | None, str]] = {
+    "wav": ("WAV", "PCM_16", None, "audio/wav"),
+    "flac": ("FLAC", "PCM_16", None, "audio/flac"),
+    "mp3": ("MP3", "MPEG_LAYER_III", None, "audio/mpeg"),
+    "opus": ("OGG", "OPUS", 24_000, "audio/ogg"),
+    "pcm": (None, None, 24_000, "audio/pcm"),
+}
+
+
+def encode(samples: np.ndarray, rate: int, fmt: str) -> tuple[bytes, str]:
+    """Encode mono float32 audio as one of OUTPUT_FORMATS; returns (bytes, media type)."""
+    container, subtype, out_rate, media_type = OUTPUT_FORMATS[fmt]
+    if out_rate and out_rate != rate:
+        samples, rate = soxr.resample(samples, rate, out_rate), out_rate
+    if container is None:  # raw signed 16-bit little-endian
+        return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes(), media_type
     buffer = io.BytesIO()
-    sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
+    sf.write(buffer, samples, rate, format=container, subtype=subtype)
+    return buffer.getvalue(), media_type

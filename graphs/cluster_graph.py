@@ -64,7 +64,7 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {cause}"
 
 
-@serve.deployment(max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.05})
+@serve.deployment(max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.02})
 class ClusterGraph:
     def __init__(self, cluster: str, stages: list[dict[str, Any]], models: dict[str, Any], trace_store_url: str,
                  history_turns: int = 0):

@@ -8,22 +8,19 @@ import time
 import uuid
 from typing import Any, Literal
 
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi import File, Form, HTTPException, UploadFile
 from fastapi.responses import JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from ray import serve
 
 from graphs import audio
 from graphs.cluster_graph import TurnOutcome, TurnRequest
+from graphs.http_api import api
 from graphs.latency import overhead_ratio, turn_summary
+from graphs.openai_api import OpenAIAPIArgs, OpenAIEndpoints
 from graphs.trace_store import TaskStatus, TraceStore
 from graphs.tracks import TrackIdError, new_track_id, parse_track_id
 
-api = FastAPI(
-    title="OmniServe",
-    summary="Real-time multimodal conversational agents on Ray Serve",
-    version="0.1.0",
-)
 
 
 def _turn_status(statuses: set[str]) -> str:
@@ -35,13 +32,16 @@ def _turn_status(statuses: set[str]) -> str:
 
 @serve.deployment(name="OmniServeIngress", max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(api)
-class OmniServeIngress:
+class OmniServeIngress(OpenAIEndpoints):
     def __init__(self, graphs: dict[str, Any], catalog: list[dict[str, Any]], trace_store_url: str,
-                 max_audio_seconds: float):
+                 max_audio_seconds: float, openai_models: dict[str, tuple[str, Any]],
+                 openai_args: dict[str, Any]):
         self.graphs = graphs
         self.catalog = {c["name"]: c for c in catalog}
         self.store = TraceStore(trace_store_url)
         self.max_audio_seconds = max_audio_seconds
+        self.openai_models = openai_models
+        self.openai_args = OpenAIAPIArgs.model_validate(openai_args)
 
     @api.get("/healthz")
     def healthz(self) -> dict[str, Any]:

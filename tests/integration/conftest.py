@@ -50,8 +50,14 @@ def server(tmp_path_factory):
         (documents / name).write_text(text)
     ingest(documents, index_dir("default", tmp / "indexes"), Embedder())
 
-    config = read_config("serve_config.yaml", port=free_port(), trace_store_url=store_url)
-    config["applications"][0]["runtime_env"] = {"env_vars": {"OMNISERVE_INDEX_ROOT": str(tmp / "indexes")}}
+    port = free_port()
+    config = read_config("serve_config.yaml", port=port, trace_store_url=store_url)
+    # The OpenAI clusters talk to this same server's OpenAI-compatible API, through the real client.
+    config["applications"][0]["runtime_env"] = {"env_vars": {
+        "OMNISERVE_INDEX_ROOT": str(tmp / "indexes"),
+        "OPENAI_API_KEY": "sk-omniserve-test",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+    }}
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         url = deploy(config)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from graphs.audio import MODEL_RATE, AudioError, AudioTooLong, decode, encode_wav
+from graphs.audio import MODEL_RATE, AudioError, AudioTooLong, decode, encode, encode_wav
 
 
 def tone(rate: int, seconds: float, channels: int) -> np.ndarray:
@@ -48,3 +48,20 @@ def test_encode_wav_round_trips():
     back, rate = sf.read(io.BytesIO(encode_wav(samples, 22_050)), dtype="float32")
     assert rate == 22_050 and len(back) == len(samples)
     assert np.max(np.abs(back - samples)) < 1e-3
+
+
+@pytest.mark.parametrize("fmt,rate", [("wav", 22_050), ("flac", 22_050), ("mp3", 22_050), ("opus", 24_000)])
+def test_every_speech_format_decodes_back(fmt, rate):
+    samples = tone(22_050, 1.0, 1)[:, 0]
+    data, media_type = encode(samples, 22_050, fmt)
+    assert media_type.startswith("audio/")
+    back, back_rate = sf.read(io.BytesIO(data), dtype="float32")
+    assert back_rate == rate
+    assert abs(len(back) / back_rate - 1.0) < 0.1
+    spectrum = np.abs(np.fft.rfft(back))
+    assert np.fft.rfftfreq(len(back), 1 / back_rate)[spectrum.argmax()] == pytest.approx(440, abs=3)
+
+
+def test_raw_pcm_is_24khz_16bit():
+    data, media_type = encode(tone(22_050, 1.0, 1)[:, 0], 22_050, "pcm")
+    assert media_type == "audio/pcm" and len(data) == 2 * 24_000

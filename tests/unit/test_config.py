@@ -2,7 +2,8 @@ import textwrap
 
 import pytest
 
-from graphs.app import AppArgs, check_enabled, parse_args
+from graphs.app import AppArgs, catalog, check_enabled, environment_reason, parse_args
+from graphs.openai_api import OpenAIAPIArgs
 from graphs.config import ConfigError, load_clusters
 
 ORIGINAL_CLUSTERS = {
@@ -149,11 +150,36 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 
 def test_enabling_clusters():
     config = load_clusters()
-    check_enabled(config, ["CLUSTER_HF_ETE_CONVERSATION"])
+    check_enabled(config, ["CLUSTER_HF_ETE_CONVERSATION", "CLUSTER_GPT_35_ETE_CONVERSATION"])
     with pytest.raises(ConfigError, match="unknown cluster 'CLUSTER_NOPE'"):
         check_enabled(config, ["CLUSTER_NOPE"])
-    with pytest.raises(ConfigError, match="CLUSTER_GPT_35_ETE_CONVERSATION cannot be enabled: stage 'speech_to_text'"):
-        check_enabled(config, ["CLUSTER_GPT_35_ETE_CONVERSATION"])
+    with pytest.raises(ConfigError, match="a cluster is listed twice"):
+        check_enabled(config, ["CLUSTER_HF_ETE_CONVERSATION"] * 2)
+
+
+def test_openai_clusters_wait_for_their_key(monkeypatch):
+    config = load_clusters()
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    reason = environment_reason(config, "CLUSTER_GPT_4O_ETE_CONVERSATION")
+    assert reason.startswith("stage 'speech_to_text' (openai-whisper-1): OPENAI_API_KEY is not set")
+    assert environment_reason(config, "CLUSTER_HF_ETE_CONVERSATION") is None
+    listed = {c["name"]: c for c in catalog(config, ["CLUSTER_HF_ETE_CONVERSATION"],
+                                            {"CLUSTER_GPT_4O_ETE_CONVERSATION": reason})}
+    assert listed["CLUSTER_GPT_4O_ETE_CONVERSATION"]["reason"] == reason
+    assert not listed["CLUSTER_GPT_4O_ETE_CONVERSATION"]["enabled"]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-anything")
+    assert environment_reason(config, "CLUSTER_GPT_4O_ETE_CONVERSATION") is None
+
+
+def test_openai_api_names_real_models_of_the_right_kind():
+    config = load_clusters()
+    good = OpenAIAPIArgs(aliases={"gpt-4o": "smollm2-135m"}, speech_to_text="whisper-tiny-en")
+    check_enabled(config, [], good)
+    bad = OpenAIAPIArgs(aliases={"gpt-4o": "no-such-model"}, speech_to_text="piper-joe")
+    with pytest.raises(ConfigError) as info:
+        check_enabled(config, [], bad)
+    assert "args.openai_api.speech_to_text: 'piper-joe' is not a speech_to_text model" in str(info.value)
+    assert "args.openai_api.aliases.gpt-4o: 'no-such-model' is not a model" in str(info.value)
 
 
 def test_app_args_are_validated():
