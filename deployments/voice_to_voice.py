@@ -1,0 +1,261 @@
+"""Speech in, speech out, in one stage.
+
+Two backends. `local` composes our own Whisper, Hugging Face LLM and Piper components inside one
+replica, so a turn makes one handle hop instead of three. `openai` sends the user's audio to an
+audio-capable chat model (gpt-4o-audio-preview, or any server with the same API) and gets the
+spoken reply back in the same call; the user's transcript, which that call does not return,
+comes from a transcription call made at the same time.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import numpy as np
+import soundfile as sf
+from pydantic import Field, model_validator
+
+from deployments.base import Component, StrictModel, register
+from deployments.bundled import PIPER_JOE, SMOLLM2, WHISPER_TINY_EN
+from deployments.hf_llm import HuggingFaceLLM
+from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, LLMParams, LLMService, render_slot, template_fields
+from deployments.piper_tts import PiperTextToSpeech
+from deployments.quantized_llm import Quantization, QuantizedLLM
+from deployments.stt_service import SAMPLE_RATE
+from deployments.whisper_stt import WhisperSpeechToText
+
+# Slots the text that accompanies the audio may name; the transcript is the audio itself.
+ACCOMPANYING_FIELDS = ("image_text", "emotion")
+
+LOCAL_OPTIONS = frozenset({"whisper_model", "llm_model", "quantization", "device"})
+OPENAI_OPTIONS = frozenset({"model", "transcription_model", "base_url", "api_key_env", "timeout_s", "max_retries"})
+OPENAI_VOICE = "alloy"
+
+
+@register("voice2voice")
+class VoiceToVoice(Component):
+    kind = "voice_to_voice"
+
+    class Options(StrictModel):
+        backend: Literal["local", "openai"] = "local"
+        # Piper voice (local, default joe-us) or OpenAI voice name (openai, default alloy).
+        voice: str | None = None
+        # local
+        whisper_model: str = WHISPER_TINY_EN
+        llm_model: str = SMOLLM2
+        # None: the fp32 model (hf_llm); otherwise quantized as quantized_llm does it.
+        quantization: Quantization | None = None
+        device: Literal["auto", "cpu", "cuda"] = "auto"
+        # openai
+        model: str = "gpt-4o-audio-preview"
+        transcription_model: str = "whisper-1"
+        # None: the OPENAI_BASE_URL environment variable, else api.openai.com.
+        base_url: str | None = None
+        api_key_env: str = "OPENAI_API_KEY"
+        timeout_s: float = Field(60.0, gt=0)
+        max_retries: int = Field(3, ge=0)
+
+        @model_validator(mode="after")
+        def _options_of_one_backend(self):
+            """An option of the other backend would be silently ignored; say so instead."""
+            stray = sorted(self.model_fields_set & (OPENAI_OPTIONS if self.backend == "local" else LOCAL_OPTIONS))
+            if stray:
+                raise ValueError(f"{', '.join(stray)}: not an option of the {self.backend} backend")
+            return self
+
+    class Params(StrictModel):
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT
+        # Text that goes with the audio, e.g. "What the user shows you: {image_text}"; None: the audio alone.
+        prompt_template: str | None = None
+        # None: the local LLM's own limit; no limit for openai, where it counts audio tokens too.
+        max_new_tokens: int | None = Field(None, ge=1)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], available: set[str]) -> list[tuple[str, str]]:
+        """The LLM stage's template checks, minus {transcript} and {context}: the audio is the question."""
+        template = params.get("prompt_template")
+        try:
+            fields = template_fields(template) if isinstance(template, str) else set()
+        except ValueError:
+            fields = set()  # LLMService.check_params reports the malformed template
+        errors = [("prompt_template", f"unknown placeholder {{{name}}}; use {ACCOMPANYING_FIELDS}")
+                  for name in sorted(fields - set(ACCOMPANYING_FIELDS))]
+        return errors or LLMService.check_params(params, available)
+
+    @classmethod
+    def unavailable_reason(cls, options: dict[str, Any]) -> str | None:
+        if options.get("backend", "local") != "openai":
+            return None
+        return _missing_key(options.get("api_key_env", cls.Options.model_fields["api_key_env"].default))
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        opts = self.options
+        if opts.backend == "openai":
+            import openai
+
+            if reason := _missing_key(opts.api_key_env):
+                raise RuntimeError(reason)
+            self.voice = opts.voice or OPENAI_VOICE
+            self.client = openai.OpenAI(api_key=os.environ[opts.api_key_env], base_url=opts.base_url,
+                                        timeout=opts.timeout_s, max_retries=opts.max_retries)
+            return
+        self.voice = opts.voice or PIPER_JOE
+        self.stt = WhisperSpeechToText(model=opts.whisper_model, device=opts.device)
+        if opts.quantization is None:
+            self.llm = HuggingFaceLLM(model=opts.llm_model, device=opts.device)
+        else:
+            self.llm = QuantizedLLM(model=opts.llm_model, device=opts.device, quantization=opts.quantization)
+        self.tts = PiperTextToSpeech(voice=self.voice, device=opts.device)
+
+    def process(self, inputs: dict[str, Any], params: Params) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.options.backend == "openai":
+            return self._answer_with_openai(inputs, params)
+        return self._answer_locally(inputs, params)
+
+    def _answer_locally(self, inputs: dict[str, Any], params: Params) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Whisper, the LLM and Piper in turn, each through its own component's `process`."""
+        audio = inputs["audio"]
+        t0 = time.perf_counter()
+        heard, stt_profile = self.stt.process({"audio": audio}, self.stt.Params())
+        t1 = time.perf_counter()
+        transcript = heard["transcript"]
+        profile: dict[str, Any] = {"backend": "local", "transcript": transcript, "reply_text": "",
+                                   "timings": {"stt_s": round(t1 - t0, 4)}, "stt": _details(stt_profile)}
+        if not transcript.strip():
+            return {"transcript": transcript}, profile  # no speech: the graph ends the turn here
+
+        template = "{transcript}" if params.prompt_template is None else "{transcript}\n\n" + params.prompt_template
+        llm_params = LLMParams(prompt_template=template, system_prompt=params.system_prompt,
+                               max_new_tokens=params.max_new_tokens)
+        context = {k: inputs[k] for k in (*ACCOMPANYING_FIELDS, "history") if k in inputs}
+        answered, llm_profile = self.llm.process({**context, "transcript": transcript}, llm_params)
+        t2 = time.perf_counter()
+        spoken, tts_profile = self.tts.process(answered, self.tts.Params())
+        t3 = time.perf_counter()
+
+        profile.update(
+            reply_text=answered["reply_text"],
+            prompt=llm_profile["prompt"],
+            history_messages=llm_profile["history_messages"],
+            timings={**profile["timings"], "llm_s": round(t2 - t1, 4), "tts_s": round(t3 - t2, 4)},
+            llm=_details(llm_profile),
+            tts=_details(tts_profile),
+        )
+        return {"transcript": transcript, **answered, **spoken}, profile
+
+    def _answer_with_openai(self, inputs: dict[str, Any], params: Params) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One chat completion with audio in and out, and the user's transcript fetched alongside."""
+        audio = inputs["audio"]
+        wav = _wav_bytes(audio, SAMPLE_RATE)
+        content: list[dict[str, Any]] = [
+            {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav).decode("ascii"), "format": "wav"}}
+        ]
+        accompanying = self._accompanying_text(inputs, params)
+        if accompanying:
+            content.append({"type": "text", "text": accompanying})
+        history = inputs.get("history") or []
+        request: dict[str, Any] = {
+            "model": self.options.model,
+            "modalities": ["text", "audio"],
+            "audio": {"voice": self.voice, "format": "wav"},
+            "messages": [{"role": "system", "content": params.system_prompt}, *history,
+                         {"role": "user", "content": content}],
+        }
+        if params.max_new_tokens is not None:
+            request["max_completion_tokens"] = params.max_new_tokens
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            transcription = pool.submit(self._transcribe, wav)
+            t0 = time.perf_counter()
+            raw = self.client.chat.completions.with_raw_response.create(**request)
+            chat_s = time.perf_counter() - t0
+            completion = raw.parse()
+            transcript, transcription_timing = transcription.result()
+
+        message = completion.choices[0].message
+        if message.audio is None:
+            raise RuntimeError(f"{self.options.model} answered without audio; it must support "
+                               "modalities ['text', 'audio']")
+        samples, rate = _read_wav(base64.b64decode(message.audio.data))
+        reply_text = (message.audio.transcript or "").strip()
+        usage = completion.usage
+        profile = {
+            "backend": "openai",
+            "model": self.options.model,
+            "transcription_model": self.options.transcription_model,
+            "voice": self.voice,
+            "transcript": transcript,
+            "reply_text": reply_text,
+            "prompt": accompanying,
+            "history_messages": len(history),
+            "audio_seconds": round(len(audio) / SAMPLE_RATE, 3),
+            "reply_audio_seconds": round(len(samples) / rate, 3),
+            "sample_rate": rate,
+            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+            if usage else None,
+            "timings": {"chat_s": round(chat_s, 4), "chat_processing_s": _processing_s(raw),
+                        **transcription_timing},
+        }
+        if not transcript.strip():
+            return {"transcript": transcript}, profile  # no speech: the graph ends the turn here
+        return {"transcript": transcript, "reply_text": reply_text,
+                "reply_audio": {"samples": samples, "sample_rate": rate}}, profile
+
+    def _transcribe(self, wav: bytes) -> tuple[str, dict[str, float | None]]:
+        t0 = time.perf_counter()
+        raw = self.client.audio.transcriptions.with_raw_response.create(
+            model=self.options.transcription_model, file=("speech.wav", wav, "audio/wav")
+        )
+        elapsed = time.perf_counter() - t0
+        return raw.parse().text.strip(), {"transcription_s": round(elapsed, 4),
+                                          "transcription_processing_s": _processing_s(raw)}
+
+    def model_seconds(self, profile: dict[str, Any], elapsed: float) -> float:
+        """For openai, the servers' own processing time (the two calls overlap, so the longer one)."""
+        timings = profile.get("timings", {})
+        reported = [t for t in (timings.get("chat_processing_s"), timings.get("transcription_processing_s"))
+                    if t is not None]
+        return min(max(reported), elapsed) if self.options.backend == "openai" and reported else elapsed
+
+    @staticmethod
+    def _accompanying_text(inputs: dict[str, Any], params: Params) -> str | None:
+        if params.prompt_template is None:
+            return None
+        return params.prompt_template.format(**{n: render_slot(n, inputs.get(n, "")) for n in ACCOMPANYING_FIELDS})
+
+
+def _missing_key(env: str) -> str | None:
+    if os.environ.get(env):
+        return None
+    return f"the openai backend needs an API key in the environment variable {env}, which is not set"
+
+
+def _processing_s(raw: Any) -> float | None:
+    """The server's own processing time, which OpenAI (and our OpenAI-compatible API) send as a header."""
+    value = raw.headers.get("openai-processing-ms")
+    try:
+        return round(float(value) / 1000, 4) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _details(profile: dict[str, Any]) -> dict[str, Any]:
+    """A part's own profile without what the stage's profile already says at the top."""
+    return {k: v for k, v in profile.items() if k not in ("transcript", "reply_text", "prompt", "history_messages")}
+
+
+def _wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _read_wav(data: bytes) -> tuple[np.ndarray, int]:
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32), rate
