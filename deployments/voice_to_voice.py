@@ -24,10 +24,12 @@ from deployments.base import Component, StrictModel, register
 from deployments.bundled import PIPER_JOE, SMOLLM2, WHISPER_TINY_EN
 from deployments.hf_llm import HuggingFaceLLM
 from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, LLMParams, LLMService, render_slot, template_fields
+from deployments.openai_service import OpenAIService
 from deployments.piper_tts import PiperTextToSpeech
 from deployments.quantized_llm import Quantization, QuantizedLLM
 from deployments.stt_service import SAMPLE_RATE
 from deployments.whisper_stt import WhisperSpeechToText
+from graphs.audio import encode_wav
 
 # Slots the text that accompanies the audio may name; the transcript is the audio itself.
 ACCOMPANYING_FIELDS = ("image_text", "emotion")
@@ -152,7 +154,7 @@ class VoiceToVoice(Component):
     def _answer_with_openai(self, inputs: dict[str, Any], params: Params) -> tuple[dict[str, Any], dict[str, Any]]:
         """One chat completion with audio in and out, and the user's transcript fetched alongside."""
         audio = inputs["audio"]
-        wav = _wav_bytes(audio, SAMPLE_RATE)
+        wav = encode_wav(audio, SAMPLE_RATE)
         content: list[dict[str, Any]] = [
             {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav).decode("ascii"), "format": "wav"}}
         ]
@@ -171,12 +173,11 @@ class VoiceToVoice(Component):
             request["max_completion_tokens"] = params.max_new_tokens
 
         with ThreadPoolExecutor(max_workers=1) as pool:
-            transcription = pool.submit(self._transcribe, wav)
-            t0 = time.perf_counter()
-            raw = self.client.chat.completions.with_raw_response.create(**request)
-            chat_s = time.perf_counter() - t0
-            completion = raw.parse()
-            transcript, transcription_timing = transcription.result()
+            transcription = pool.submit(self._timed_call, self.client.audio.transcriptions,
+                                        model=self.options.transcription_model, file=("turn.wav", wav, "audio/wav"))
+            completion, chat_call = self._timed_call(self.client.chat.completions, **request)
+            transcribed, transcription_call = transcription.result()
+        transcript = transcribed.text.strip()
 
         message = completion.choices[0].message
         if message.audio is None:
@@ -199,28 +200,25 @@ class VoiceToVoice(Component):
             "sample_rate": rate,
             "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
             if usage else None,
-            "timings": {"chat_s": round(chat_s, 4), "chat_processing_s": _processing_s(raw),
-                        **transcription_timing},
+            "timings": {"chat_s": chat_call.pop("seconds"), "transcription_s": transcription_call.pop("seconds")},
+            "calls": {"chat": chat_call, "transcription": transcription_call},
         }
-        if not transcript.strip():
+        if not transcript:
             return {"transcript": transcript}, profile  # no speech: the graph ends the turn here
         return {"transcript": transcript, "reply_text": reply_text,
                 "reply_audio": {"samples": samples, "sample_rate": rate}}, profile
 
-    def _transcribe(self, wav: bytes) -> tuple[str, dict[str, float | None]]:
+    @staticmethod
+    def _timed_call(endpoint, **kwargs) -> tuple[Any, dict[str, Any]]:
+        """One API call, its wall time, and what the API says of it (its own processing time)."""
         t0 = time.perf_counter()
-        raw = self.client.audio.transcriptions.with_raw_response.create(
-            model=self.options.transcription_model, file=("speech.wav", wav, "audio/wav")
-        )
-        elapsed = time.perf_counter() - t0
-        return raw.parse().text.strip(), {"transcription_s": round(elapsed, 4),
-                                          "transcription_processing_s": _processing_s(raw)}
+        answer, call = OpenAIService._call(endpoint, **kwargs)
+        return answer, {"seconds": round(time.perf_counter() - t0, 4), **call}
 
     def model_seconds(self, profile: dict[str, Any], elapsed: float) -> float:
         """For openai, the servers' own processing time (the two calls overlap, so the longer one)."""
-        timings = profile.get("timings", {})
-        reported = [t for t in (timings.get("chat_processing_s"), timings.get("transcription_processing_s"))
-                    if t is not None]
+        calls = profile.get("calls", {}).values()
+        reported = [c["api_processing_s"] for c in calls if c.get("api_processing_s") is not None]
         return min(max(reported), elapsed) if self.options.backend == "openai" and reported else elapsed
 
     @staticmethod
@@ -236,24 +234,9 @@ def _missing_key(env: str) -> str | None:
     return f"the openai backend needs an API key in the environment variable {env}, which is not set"
 
 
-def _processing_s(raw: Any) -> float | None:
-    """The server's own processing time, which OpenAI (and our OpenAI-compatible API) send as a header."""
-    value = raw.headers.get("openai-processing-ms")
-    try:
-        return round(float(value) / 1000, 4) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _details(profile: dict[str, Any]) -> dict[str, Any]:
     """A part's own profile without what the stage's profile already says at the top."""
     return {k: v for k, v in profile.items() if k not in ("transcript", "reply_text", "prompt", "history_messages")}
-
-
-def _wav_bytes(samples: np.ndarray, rate: int) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
 
 
 def _read_wav(data: bytes) -> tuple[np.ndarray, int]:
