@@ -129,7 +129,7 @@ UNKNOWN_TRACK = f"T-{CLUSTER}-{'0' * 32}"
     ("not audio", b"%PDF-1.4 not a sound", {"cluster": CLUSTER}, 415, "could not decode the audio"),
     ("no audio field", None, {"cluster": CLUSTER}, 400, "multipart field 'audio' is required"),
     ("unknown cluster", "speech", {"cluster": "CLUSTER_NOPE"}, 404, "unknown cluster 'CLUSTER_NOPE'"),
-    ("disabled cluster", "speech", {"cluster": "CLUSTER_GPT_35_ETE_CONVERSATION"}, 503,
+    ("disabled cluster", "speech", {"cluster": "CLUSTER_VOICE_ETE_CONVERSATION"}, 503,
      "not enabled in this deployment"),
     ("malformed track", "speech", {"track_id": MALFORMED}, 400, "malformed track id"),
     ("unknown track", "speech", {"track_id": UNKNOWN_TRACK}, 404, "unknown track"),
@@ -166,27 +166,32 @@ def test_track_endpoint_errors(server):
     assert server.http.get(f"/v1/audio/{'0' * 32}").status_code == 404
 
 
-LOCAL_CLUSTERS = {
+ENABLED = {
     CLUSTER,
     "CLUSTER_Q_ETE_CONVERSATION",
     "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION",
     "CLUSTER_HF_RAG_ETE_CONVERSATION",
     "CLUSTER_HF_VISION_ETE_CONVERSATION",
+    "CLUSTER_GPT_4O_ETE_CONVERSATION",
+    "CLUSTER_GPT_4O_TEXT_ETE_CONVERSATION",
+    "CLUSTER_GPT_35_ETE_CONVERSATION",
+    "CLUSTER_GPT_35_RAG_ETE_CONVERSATION",
 }
 
 
 def test_clusters_endpoint_lists_every_cluster_and_what_runs(server):
     clusters = {c["name"]: c for c in server.http.get("/v1/clusters").json()["clusters"]}
     assert len(clusters) >= 7
-    assert {name for name, c in clusters.items() if c["enabled"]} == LOCAL_CLUSTERS
+    assert {name for name, c in clusters.items() if c["enabled"]} == ENABLED
     assert [s["name"] for s in clusters[CLUSTER]["stages"]] == STAGES
-    gpt = clusters["CLUSTER_GPT_4O_ETE_CONVERSATION"]
-    assert not gpt["enabled"] and "openai_stt" in gpt["reason"]
-    assert server.http.get("/healthz").json() == {"status": "ok", "enabled_clusters": sorted(LOCAL_CLUSTERS)}
+    assert all(c["reason"] is None for c in clusters.values() if c["enabled"])
+    assert "not listed in enabled_clusters" in clusters["CLUSTER_VOICE_ETE_CONVERSATION"]["reason"]
+    assert server.http.get("/healthz").json() == {"status": "ok", "enabled_clusters": sorted(ENABLED)}
 
 
 def test_only_the_deployments_enabled_clusters_need_are_started(server):
     deployments = set(serve.status().applications["omniserve"].deployments)
     models = {"whisper-tiny-en", "multimodal-emotion", "smollm2-135m", "smollm2-135m-quantized", "piper-joe",
-              "minilm-retrieval", "ocr-image-to-text"}
-    assert deployments == {"OmniServeIngress"} | LOCAL_CLUSTERS | models, "text-emotion and OpenAI models stay off"
+              "minilm-retrieval", "ocr-image-to-text",
+              "openai-whisper-1", "openai-gpt-4o", "openai-gpt-35-turbo", "openai-tts-1"}
+    assert deployments == {"OmniServeIngress"} | ENABLED | models, "text-emotion, used by no cluster, stays off"

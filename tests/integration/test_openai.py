@@ -121,3 +121,21 @@ def test_gpt_35_rag_cluster_retrieves_before_asking(server):
     tasks = {t["task_name"]: t for t in server.http.get(f"/v1/tracks/{response.json()['track_id']}").json()["tasks"]}
     assert tasks["rag"]["result_profile"]["chunks"][0]["source"] == "library.md"
     assert "10 am" in tasks["gpt_35"]["result_profile"]["prompt"]
+
+
+def test_voice_to_voice_through_an_audio_capable_chat_model(server, monkeypatch):
+    """The voice2voice stage's openai backend, against this server's /v1 through the real client."""
+    import asyncio
+
+    from deployments.voice_to_voice import VoiceToVoice
+    from graphs.audio import decode
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-omniserve-test")
+    stage = VoiceToVoice(backend="openai", model="gpt-4o-audio-preview", base_url=f"{server.url}/v1")
+    audio = decode(speak("What is the capital city of France?")).samples
+    out = asyncio.run(stage.run({"audio": audio}, {}))
+    assert {"capital", "france"} <= words(out.outputs["transcript"])
+    assert out.outputs["reply_text"]
+    reply = out.outputs["reply_audio"]
+    assert voiced_seconds(reply["samples"], reply["sample_rate"]) > 0.5
+    assert out.result_profile["calls"]["chat"]["api_processing_s"] is not None
