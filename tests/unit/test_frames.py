@@ -1,0 +1,62 @@
+import asyncio
+import json
+
+import pytest
+
+from graphs.frames import (
+    FRAME_TYPES, CancelFrame, EndFrame, Frame, FrameQueue, LLMTextFrame, MetricsFrame, StartFrame,
+    StartInterruptionFrame, TranscriptionFrame, TTSAudioFrame, from_wire,
+)
+
+
+def test_every_frame_belongs_to_one_family():
+    assert {cls.family for cls in FRAME_TYPES.values()} == {"system", "control", "data"}
+    assert CancelFrame.family == "system" and StartFrame.family == "control" and LLMTextFrame.family == "data"
+
+
+@pytest.mark.parametrize("frame", [
+    TTSAudioFrame(audio=b"\x01\x00\xff\x7f", sample_rate=22050, sentence=2, text="Hello."),
+    TranscriptionFrame(text="what is the weather", stage="speech_to_text"),
+    MetricsFrame(stage="hf_llm", metrics={"ttfb_s": 0.12, "processing_s": 1.5}),
+    EndFrame(track_id="T-X-" + "0" * 32, turn=3, status="cancelled"),
+])
+def test_frames_survive_the_wire_as_json(frame):
+    wire = json.loads(json.dumps(frame.to_wire()))
+    assert wire["type"] == type(frame).__name__
+    back = from_wire(wire)
+    assert back == frame
+
+
+def test_audio_is_base64_on_the_wire():
+    wire = TTSAudioFrame(audio=b"\x00\x01", sample_rate=16000).to_wire()
+    assert wire["audio"] == "AAE="
+
+
+def test_bad_wire_objects_are_named():
+    with pytest.raises(ValueError, match="unknown frame type 'Nope'"):
+        from_wire({"type": "Nope"})
+    with pytest.raises(ValueError, match="TranscriptionFrame: .*text"):
+        from_wire({"type": "TranscriptionFrame"})
+
+
+def test_system_frames_overtake_queued_data_frames():
+    async def scenario():
+        queue = FrameQueue()
+        for i in range(3):
+            queue.put(TTSAudioFrame(audio=b"", sample_rate=16000, sentence=i))
+        queue.put(StartInterruptionFrame())
+        queue.put(LLMTextFrame(text="late"))
+        first = await queue.get()
+        dropped = queue.drop(TTSAudioFrame)
+        rest = [await queue.get()]
+        return first, dropped, rest, queue.empty()
+
+    first, dropped, rest, empty = asyncio.run(scenario())
+    assert isinstance(first, StartInterruptionFrame)
+    assert dropped == 3
+    assert [type(f) for f in rest] == [LLMTextFrame] and empty
+
+
+def test_frames_are_ordered_by_creation():
+    a, b = Frame(), Frame()
+    assert b.seq > a.seq and b.ts >= a.ts
