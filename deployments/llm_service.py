@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from deployments.base import Component, StrictModel
+from deployments.base import Component, StageOutput, StrictModel
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are OmniServe, a friendly voice assistant. Your answer is spoken aloud, so reply in "
@@ -83,8 +83,11 @@ class LLMService(Component):
 
     def stream(self, messages: list[dict[str, str]], settings: GenerationSettings,
                stop: threading.Event) -> Iterator[str]:
-        """Text pieces as they are generated; generation ends early once `stop` is set."""
-        raise NotImplementedError
+        """Text pieces as they are generated; generation ends early once `stop` is set.
+
+        Backends that cannot stream give the whole reply as one piece.
+        """
+        yield self.generate(messages, settings)[0]
 
     async def chat(self, messages: list[dict[str, str]], max_new_tokens: int | None = None,
                    temperature: float = 0.0) -> dict[str, Any]:
@@ -98,6 +101,29 @@ class LLMService(Component):
                           temperature: float = 0.0) -> AsyncIterator[str]:
         """`chat`, piece by piece; a consumer that stops listening stops the generation."""
         settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
+        async for piece in self._pieces(messages, settings):
+            yield piece
+
+    async def run_stream(self, inputs: dict[str, Any], params: dict[str, Any]) -> AsyncIterator[str | StageOutput]:
+        """The stage, streamed: reply text pieces as generated, then the StageOutput of the whole."""
+        parsed = self.Params.model_validate(params)
+        messages = self.messages(inputs, parsed)
+        ts_start = time.time()
+        t0 = time.perf_counter()
+        pieces: list[str] = []
+        first_piece = None
+        async for piece in self._pieces(messages, parsed):
+            first_piece = first_piece or time.perf_counter()
+            pieces.append(piece)
+            yield piece
+        elapsed = time.perf_counter() - t0
+        text = trim_to_sentence("".join(pieces).strip())
+        profile = {"reply_text": text, "prompt": messages[-1]["content"],
+                   "history_messages": len(inputs.get("history") or []), "pieces": len(pieces),
+                   "ttfb_s": (first_piece or time.perf_counter()) - t0, "processing_s": elapsed}
+        yield StageOutput({"reply_text": text}, profile, elapsed, ts_start)
+
+    async def _pieces(self, messages: list[dict[str, Any]], settings: GenerationSettings) -> AsyncIterator[str]:
         stop = threading.Event()
         pieces = self.stream(messages, settings, stop)
         done = object()

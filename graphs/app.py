@@ -76,7 +76,7 @@ def _kind(config: ClustersConfig, model: str) -> str | None:
 def environment_reason(config: ClustersConfig, cluster: str) -> str | None:
     """Why `cluster` cannot run in this environment (an API key not set, say), or None."""
     registry = components()
-    for stage in config.clusters[cluster].stages:
+    for stage in config.clusters[cluster].flat():
         spec = config.models[stage.model]
         if reason := registry[spec.component].unavailable_reason(spec.options):
             return f"stage {stage.name!r} ({stage.model}): {reason}"
@@ -96,8 +96,8 @@ def catalog(config: ClustersConfig, enabled: list[str], reasons: dict[str, str] 
             "enabled": name in enabled,
             "reason": None if name in enabled else reason,
             "stages": [
-                {"name": s.name, "model": s.model, "component": config.stage_component(s)}
-                for s in spec.stages
+                {"name": s.name, "model": s.model, "component": config.stage_component(s), "step": i}
+                for i, step in enumerate(spec.steps()) for s in step
             ],
         })
     return out
@@ -126,12 +126,13 @@ def build_graphs(config: ClustersConfig, enabled: list[str], trace_store_url: st
     graphs = {}
     for cluster in enabled:
         spec = config.clusters[cluster]
-        payload = [
-            {"name": s.name, "model": s.model, "kind": registry[config.stage_component(s)].kind, "params": s.params}
-            for s in spec.stages
+        steps = [
+            [{"name": s.name, "model": s.model, "kind": registry[config.stage_component(s)].kind, "params": s.params}
+             for s in step]
+            for step in spec.steps()
         ]
         graphs[cluster] = ClusterGraph.options(name=cluster).bind(
-            cluster, payload, {s.model: models[s.model] for s in spec.stages}, trace_store_url, spec.history_turns
+            cluster, steps, {s.model: models[s.model] for s in spec.flat()}, trace_store_url, spec.history_turns
         )
     return graphs
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from deployments.base import KINDS, PLANNED, REQUEST_SLOTS, components
 
@@ -54,11 +54,35 @@ class StageSpec(_Strict):
     params: dict[str, Any] = {}
 
 
+class ParallelSpec(_Strict):
+    """Stages that run side by side; the next step starts once all of them are done (a sync point)."""
+
+    parallel: list[StageSpec] = Field(min_length=2)
+
+
+def _step_kind(value: Any) -> str:
+    return "<parallel>" if isinstance(value, dict) and "parallel" in value else "<stage>"
+
+
+Step = Annotated[
+    Annotated[StageSpec, Tag("<stage>")] | Annotated[ParallelSpec, Tag("<parallel>")],
+    Discriminator(_step_kind),
+]
+
+
 class ClusterSpec(_Strict):
     description: str = ""
     # Earlier turns of the track the LLM sees, oldest dropped first.
     history_turns: int = Field(5, ge=0)
-    stages: list[StageSpec] = Field(min_length=1)
+    stages: list[Step] = Field(min_length=1)
+
+    def steps(self) -> list[list[StageSpec]]:
+        """The stages as steps run in order, each one stage or a parallel group."""
+        return [s.parallel if isinstance(s, ParallelSpec) else [s] for s in self.stages]
+
+    def flat(self) -> list[StageSpec]:
+        """Every stage once, in order; a stage's place here is its task's position in a turn."""
+        return [stage for step in self.steps() for stage in step]
 
 
 class ClustersConfig(_Strict):
@@ -67,7 +91,7 @@ class ClustersConfig(_Strict):
 
     def unavailable_reason(self, cluster: str) -> str | None:
         """Why this build cannot run `cluster`, or None when it can."""
-        for stage in self.clusters[cluster].stages:
+        for stage in self.clusters[cluster].flat():
             component = self.models[stage.model].component
             if component in PLANNED:
                 return f"stage {stage.name!r} needs component {component!r}: {PLANNED[component][1]}"
@@ -77,7 +101,7 @@ class ClustersConfig(_Strict):
         """Model names the given clusters use, each once, in first-use order."""
         names: dict[str, None] = {}
         for cluster in clusters:
-            for stage in self.clusters[cluster].stages:
+            for stage in self.clusters[cluster].flat():
                 names.setdefault(stage.model)
         return list(names)
 
@@ -101,6 +125,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _loc(parts: tuple[Any, ...]) -> str:
     out = ""
     for part in parts:
+        if isinstance(part, str) and part.startswith("<"):
+            continue  # a union tag, not a key of the file
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -149,31 +175,52 @@ def _check(config: ClustersConfig) -> list[str]:
             errors.append(f"{where}: a model has the same name; deployment names must be unique")
         available = set(REQUEST_SLOTS)
         seen: set[str] = set()
-        for i, stage in enumerate(spec.stages):
-            at = f"{where}.stages[{i}]"
-            if stage.name in seen:
-                errors.append(f"{at}.name: duplicate stage name {stage.name!r}")
-            seen.add(stage.name)
-            model = config.models.get(stage.model)
-            if model is None:
-                errors.append(f"{at}.model: unknown model {stage.model!r}; defined: {sorted(config.models)}")
-                continue
-            component = registry.get(model.component)
-            kind = component.kind if component else PLANNED.get(model.component, (None,))[0]
-            if kind is None:
-                continue  # already reported under models
-            contract = KINDS[kind]
-            for slot in sorted(contract.consumes - available):
-                errors.append(f"{at}: a {kind} stage needs {slot!r}, which no earlier stage produces")
-            if component is not None:
-                try:
-                    component.Params.model_validate(stage.params)
-                except ValidationError as exc:
-                    errors.extend(_pydantic_errors(f"{at}.params", exc))
-                check = getattr(component, "check_params", None)
-                if check is not None:
-                    errors.extend(f"{at}.params.{key}: {msg}" for key, msg in check(stage.params, available))
-            available |= contract.produces
+        for i, step in enumerate(spec.steps()):
+            produced: dict[str, str] = {}
+            for j, stage in enumerate(step):
+                at = f"{where}.stages[{i}]" + (f".parallel[{j}]" if len(step) > 1 else "")
+                errors.extend(_check_stage(config, registry, stage, at, available, seen))
+                kind = _stage_kind(config, registry, stage)
+                for slot in KINDS[kind].produces if kind else ():
+                    if slot in produced:
+                        errors.append(f"{at}: {slot!r} is also produced by {produced[slot]!r} in the same parallel step")
+                    produced[slot] = stage.name
+            # Parallel branches see only what was there before the step; the step's outputs come after.
+            available |= set(produced)
+    return errors
+
+
+def _stage_kind(config: ClustersConfig, registry, stage: StageSpec) -> str | None:
+    model = config.models.get(stage.model)
+    if model is None:
+        return None
+    component = registry.get(model.component)
+    return component.kind if component else PLANNED.get(model.component, (None,))[0]
+
+
+def _check_stage(config: ClustersConfig, registry, stage: StageSpec, at: str, available: set[str],
+                 seen: set[str]) -> list[str]:
+    errors = []
+    if stage.name in seen:
+        errors.append(f"{at}.name: duplicate stage name {stage.name!r}")
+    seen.add(stage.name)
+    model = config.models.get(stage.model)
+    if model is None:
+        return errors + [f"{at}.model: unknown model {stage.model!r}; defined: {sorted(config.models)}"]
+    kind = _stage_kind(config, registry, stage)
+    if kind is None:
+        return errors  # already reported under models
+    for slot in sorted(KINDS[kind].consumes - available):
+        errors.append(f"{at}: a {kind} stage needs {slot!r}, which no earlier stage produces")
+    component = registry.get(model.component)
+    if component is not None:
+        try:
+            component.Params.model_validate(stage.params)
+        except ValidationError as exc:
+            errors.extend(_pydantic_errors(f"{at}.params", exc))
+        check = getattr(component, "check_params", None)
+        if check is not None:
+            errors.extend(f"{at}.params.{key}: {msg}" for key, msg in check(stage.params, available))
     return errors
 
 

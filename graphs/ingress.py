@@ -16,7 +16,7 @@ from ray import serve
 from graphs import audio
 from graphs.cluster_graph import TurnOutcome, TurnRequest
 from graphs.http_api import api
-from graphs.latency import overhead_ratio, turn_summary
+from graphs.latency import model_time, overhead_s, transfer_time, turn_summary
 from graphs.openai_api import OpenAIAPIArgs, OpenAIEndpoints
 from graphs.trace_store import TaskStatus, TraceStore
 from graphs.tracks import TrackIdError, new_track_id, parse_track_id
@@ -90,7 +90,7 @@ class OmniServeIngress(OpenAIEndpoints):
         track_id: str | None = Form(None, description="track to continue"),
         response_audio: Literal["url", "base64"] = Form("url", description="how the reply audio comes back"),
     ) -> Response:
-        t_start = time.perf_counter()
+        received = time.time()
         cluster, track_id = await self._resolve_track(cluster, track_id)
         if audio_file is None:
             raise HTTPException(400, "multipart field 'audio' is required")
@@ -113,8 +113,7 @@ class OmniServeIngress(OpenAIEndpoints):
             await asyncio.to_thread(self.store.close_tasks, task_ids, f"turn aborted: {type(exc).__name__}: {exc}")
             raise HTTPException(500, f"the {cluster} graph failed: {type(exc).__name__}") from None
 
-        end_to_end = time.perf_counter() - t_start
-        body = self._body(outcome, end_to_end)
+        body = self._body(outcome, received, time.time())
         status = {"completed": 200, "no_speech": 422, "failed": 502}[outcome.status]
         return JSONResponse(body, status_code=status)
 
@@ -152,9 +151,10 @@ class OmniServeIngress(OpenAIEndpoints):
         return data
 
     @staticmethod
-    def _body(outcome: TurnOutcome, end_to_end: float) -> dict[str, Any]:
-        model_s = sum(s["model_inference"] for s in outcome.stages)
-        transfer_s = sum(s["transfer_in"] + s["transfer_out"] for s in outcome.stages)
+    def _body(outcome: TurnOutcome, received: float, answered: float) -> dict[str, Any]:
+        model_s = sum(model_time(s) for s in outcome.stages)
+        transfer_s = sum(transfer_time(s) for s in outcome.stages)
+        overhead = overhead_s(outcome.stages, received, answered)
         body: dict[str, Any] = {
             "track_id": outcome.track_id,
             "cluster": outcome.cluster,
@@ -166,15 +166,17 @@ class OmniServeIngress(OpenAIEndpoints):
             "reply_audio": None,
             "timings": {
                 "stages": [
-                    {"task_name": s["task_name"], "model_s": s["model_inference"],
-                     "transfer_s": s["transfer_in"] + s["transfer_out"]}
+                    {"task_name": s["task_name"], "model_s": model_time(s), "transfer_s": transfer_time(s),
+                     "ttfb_s": s.get("ttfb_s")}
                     for s in outcome.stages
                 ],
                 "model_s": model_s,
                 "transfer_s": transfer_s,
                 "turn_s": outcome.turn_s,
-                "end_to_end_s": end_to_end,
-                "overhead_ratio": overhead_ratio(end_to_end, model_s),
+                "end_to_end_s": answered - received,
+                "overhead_s": overhead,
+                "overhead_ratio": overhead / (answered - received),
+                "time_to_first_audio_s": outcome.metrics.get("time_to_first_audio_s"),
             },
         }
         if outcome.error:

@@ -1,9 +1,14 @@
 """latency_profile maths, keeping the original system's meaning.
 
 Per task: `model_*` are inference durations measured inside the stage, `transfer_*` the rest of
-the round trip (serialisation, the handle hop, queueing: moving data between stages), `ts_*`
-wall-clock timestamps. For every task model_* + transfer_* == ts_end - ts_start, so a turn's
-orchestration overhead is everything in its end-to-end time that is not model time.
+the round trip (serialisation, the handle hop, queueing: moving data between stages), `wait_*`
+time a streamed stage spent waiting for its upstream stage (TTS waiting for the LLM's next
+sentence), `ts_*` wall-clock timestamps. For every task model_* + transfer_* + wait_* ==
+ts_end - ts_start.
+
+A turn's orchestration overhead is its transfer time plus the time when no stage was running at
+all. For stages that run one after another that is end to end minus model time; streamed and
+parallel stages overlap, and overlapping model time is not counted twice.
 """
 
 from __future__ import annotations
@@ -40,22 +45,36 @@ def transfer_time(profile: Mapping[str, Any]) -> float:
     return sum(v for k, v in profile.items() if k.startswith("transfer_"))
 
 
+def wait_time(profile: Mapping[str, Any]) -> float:
+    return sum(v for k, v in profile.items() if k.startswith("wait_"))
+
+
+def idle_time(profiles: list[Mapping[str, Any]], start: float, end: float) -> float:
+    """Time within [start, end] covered by no task's [ts_start, ts_end]."""
+    covered, reach = 0.0, start
+    for a, b in sorted((max(p["ts_start"], start), min(p["ts_end"], end)) for p in profiles):
+        if b > reach:
+            covered += b - max(a, reach)
+            reach = b
+    return max(end - start - covered, 0.0)
+
+
 def turn_summary(profiles: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """Totals of one turn's tasks: model, transfer, end to end and the overhead ratio."""
     profiles = [p for p in profiles if "ts_start" in p and "ts_end" in p]
     if not profiles:
         return {}
-    model = sum(model_time(p) for p in profiles)
-    transfer = sum(transfer_time(p) for p in profiles)
-    end_to_end = max(p["ts_end"] for p in profiles) - min(p["ts_start"] for p in profiles)
+    start, end = min(p["ts_start"] for p in profiles), max(p["ts_end"] for p in profiles)
+    overhead = overhead_s(profiles, start, end)
     return {
-        "model_s": model,
-        "transfer_s": transfer,
-        "end_to_end_s": end_to_end,
-        "overhead_ratio": overhead_ratio(end_to_end, model),
+        "model_s": sum(model_time(p) for p in profiles),
+        "transfer_s": sum(transfer_time(p) for p in profiles),
+        "end_to_end_s": end - start,
+        "overhead_s": overhead,
+        "overhead_ratio": overhead / (end - start) if end > start else 0.0,
     }
 
 
-def overhead_ratio(end_to_end_s: float, model_s: float) -> float:
-    """Share of the end-to-end time not spent in models."""
-    return max(end_to_end_s - model_s, 0.0) / end_to_end_s if end_to_end_s > 0 else 0.0
+def overhead_s(profiles: list[Mapping[str, Any]], start: float, end: float) -> float:
+    """Orchestration time of a turn spanning [start, end]: transfers plus time no stage ran."""
+    return sum(transfer_time(p) for p in profiles) + idle_time(profiles, start, end)

@@ -197,6 +197,16 @@ class TraceStore:
     def fail_task(self, task_id: str, error: str, latency_profile: dict) -> None:
         self._set(task_id, status=TaskStatus.failed, error=error, latency_profile=_jsonable(latency_profile))
 
+    def cancel_task(self, task_id: str, reason: str, result_profile: dict) -> None:
+        """An interrupted task, with what it had done, unless it had already ended."""
+        with self._session.begin() as s:
+            s.execute(
+                update(TaskRecord)
+                .where(TaskRecord.id == task_id, TaskRecord.status.in_(OPEN))
+                .values(status=TaskStatus.cancelled, error=reason, result_profile=_jsonable(result_profile),
+                        updated_at=_now())
+            )
+
     def close_tasks(self, task_ids: list[str], reason: str,
                     started_becomes: TaskStatus = TaskStatus.failed) -> int:
         """Pending tasks are cancelled and started ones become `started_becomes`, with `reason`.
@@ -233,23 +243,35 @@ class TraceStore:
             return (record.data, record.media_type) if record else None
 
     def history(self, track_id: str, turns: int) -> list[dict[str, str]]:
-        """The last `turns` completed exchanges of a track as chat messages, oldest first."""
+        """The last `turns` exchanges of a track as chat messages, oldest first.
+
+        The reply is what was spoken (`spoken_text`, kept even when the user interrupted it),
+        else the LLM's reply text; turns that failed before a reply are left out.
+        """
         if turns <= 0:
             return []
         with self._session() as s:
             rows = s.execute(
-                select(TaskRecord.turn, TaskRecord.result_profile)
-                .where(TaskRecord.track_id == track_id, TaskRecord.status == TaskStatus.completed)
+                select(TaskRecord.turn, TaskRecord.status, TaskRecord.result_profile)
+                .where(TaskRecord.track_id == track_id,
+                       TaskRecord.status.in_([TaskStatus.completed, TaskStatus.cancelled]))
                 .order_by(TaskRecord.turn, TaskRecord.position)
             ).all()
         exchanges: dict[int, dict[str, str]] = {}
-        for turn, profile in rows:
-            for key in ("transcript", "reply_text"):
-                if profile.get(key):
-                    exchanges.setdefault(turn, {})[key] = profile[key]
-        complete = [e for e in exchanges.values() if len(e) == 2][-turns:]
-        return [m for e in complete for m in ({"role": "user", "content": e["transcript"]},
-                                              {"role": "assistant", "content": e["reply_text"]})]
+        for turn, status, profile in rows:
+            exchange = exchanges.setdefault(turn, {})
+            if status == TaskStatus.completed and profile.get("transcript"):
+                exchange["user"] = profile["transcript"]
+            if status == TaskStatus.completed and profile.get("reply_text"):
+                exchange.setdefault("reply", profile["reply_text"])
+            if "spoken_text" in profile:
+                exchange["spoken"] = profile["spoken_text"]
+        messages = []
+        for e in exchanges.values():
+            reply = e.get("spoken", e.get("reply"))
+            if e.get("user") and reply:
+                messages.append([{"role": "user", "content": e["user"]}, {"role": "assistant", "content": reply}])
+        return [m for pair in messages[-turns:] for m in pair]
 
     def track_exists(self, track_id: str) -> bool:
         with self._session() as s:

@@ -10,7 +10,7 @@ import soundfile as sf
 from ray import serve
 from sqlalchemy import func, select
 
-from graphs.latency import model_time, transfer_time
+from graphs.latency import model_time, transfer_time, wait_time
 from graphs.trace_store import TaskRecord, TaskStatus, TraceStore
 from graphs.speech_samples import speak
 
@@ -68,7 +68,7 @@ def test_track_records_one_completed_task_per_stage_with_consistent_latency(serv
         p = task["latency_profile"]
         assert set(p) >= {"model_inference", "transfer_in", "transfer_out", "ts_start", "ts_end"}
         assert p["model_inference"] > 0 and p["transfer_in"] >= 0 and p["transfer_out"] >= 0
-        assert model_time(p) + transfer_time(p) == pytest.approx(p["ts_end"] - p["ts_start"], abs=1e-5)
+        assert model_time(p) + transfer_time(p) + wait_time(p) == pytest.approx(p["ts_end"] - p["ts_start"], abs=1e-5)
         assert p["ts_start"] >= previous_end - 1e-5, "stages run in order"
         previous_end = p["ts_end"]
 

@@ -5,6 +5,7 @@ graph routes slots and records every outcome, not the models.
 """
 
 import asyncio
+import time
 import uuid
 
 import numpy as np
@@ -19,7 +20,8 @@ from graphs.app import build_graphs
 from graphs.audio import MODEL_RATE
 from graphs.cluster_graph import TurnRequest
 from graphs.config import parse_clusters
-from graphs.latency import model_time, transfer_time
+from graphs.frames import LLMTextFrame, MetricsFrame, TTSAudioFrame
+from graphs.latency import model_time, transfer_time, wait_time
 from graphs.trace_store import TraceStore
 from graphs.tracks import new_track_id
 
@@ -41,6 +43,23 @@ class EchoLLM(LLMService):
         return messages[-1]["content"].upper() + ". AND A HALF", {}
 
 
+@register("test_slow_llm")
+class SlowLLM(LLMService):
+    """Says three sentences, a word every 50 ms, so the graph can speak one while the next is written."""
+
+    REPLY = "The first sentence is here. The second one follows it now. And the third one ends the reply."
+
+    def generate(self, messages, params):
+        return self.REPLY, {}
+
+    def stream(self, messages, settings, stop):
+        for word in self.REPLY.split(" "):
+            if stop.is_set():
+                return
+            time.sleep(0.05)
+            yield word + " "
+
+
 @register("test_failing_llm")
 class FailingLLM(LLMService):
     def generate(self, messages, params):
@@ -60,11 +79,17 @@ CONFIG = {
         "echo": {"component": "test_echo_llm"},
         "broken": {"component": "test_failing_llm"},
         "tts": {"component": "test_beep_tts"},
+        "slow": {"component": "test_slow_llm"},
     },
     "clusters": {
         "GOOD": {"stages": [
             {"name": "speech_to_text", "model": "stt"},
             {"name": "llm", "model": "echo", "params": {"prompt_template": "you said: {transcript}"}},
+            {"name": "text_to_speech", "model": "tts"},
+        ]},
+        "STREAMING": {"stages": [
+            {"name": "speech_to_text", "model": "stt"},
+            {"name": "llm", "model": "slow", "params": {"prompt_template": "{transcript}"}},
             {"name": "text_to_speech", "model": "tts"},
         ]},
         "BROKEN": {"stages": [
@@ -84,7 +109,7 @@ def store_url(tmp_path_factory):
 @pytest.fixture(scope="module")
 def handles(store_url):
     config = parse_clusters(CONFIG)
-    graphs = build_graphs(config, ["GOOD", "BROKEN"], store_url)
+    graphs = build_graphs(config, ["GOOD", "BROKEN", "STREAMING"], store_url)
     return {name: serve.run(app, name=name, route_prefix=None, _local_testing_mode=True)
             for name, app in graphs.items()}
 
@@ -116,7 +141,7 @@ def test_completed_turn_records_every_stage(handles, store_url):
         ("speech_to_text", "completed"), ("llm", "completed"), ("text_to_speech", "completed")]
     for task in tasks:
         p = task["latency_profile"]
-        assert model_time(p) + transfer_time(p) == pytest.approx(p["ts_end"] - p["ts_start"], abs=1e-5)
+        assert model_time(p) + transfer_time(p) + wait_time(p) == pytest.approx(p["ts_end"] - p["ts_start"], abs=1e-5)
     assert [a["role"] for a in track["audio"]] == ["user", "reply"]
 
 
@@ -145,3 +170,51 @@ def test_silence_stops_the_turn_after_speech_to_text(handles, store_url):
     tasks = TraceStore(store_url).track(outcome.track_id)["tasks"]
     assert [t["status"] for t in tasks] == ["completed", "cancelled", "cancelled"]
     assert tasks[1]["error"] == "cancelled: no speech recognised in the audio"
+
+
+def stream_turn(handles, cluster, audio, stop_after=None):
+    """Frames of one streamed turn; with `stop_after`, the caller hangs up after that many audio frames."""
+    task_ids = [uuid.uuid4().hex for _ in CONFIG["clusters"][cluster]["stages"]]
+    request = TurnRequest(new_track_id(cluster), task_ids, audio.astype(np.float32), b"RIFF", "audio/wav")
+
+    async def collect():
+        frames = []
+        stream = handles[cluster].options(stream=True).run_turn_stream.remote(request)
+        async for frame in stream:
+            frames.append(frame)
+            if stop_after and sum(isinstance(f, TTSAudioFrame) for f in frames) == stop_after:
+                stream.cancel()
+                await asyncio.sleep(0.5)  # let the graph record the interruption
+                break
+        return frames
+
+    return request.track_id, asyncio.run(collect())
+
+
+def test_a_streamed_reply_is_spoken_sentence_by_sentence_while_it_is_written(handles):
+    _, frames = stream_turn(handles, "STREAMING", SPEECH)
+    kinds = [type(f).__name__ for f in frames]
+    assert kinds[0] == "StartFrame" and kinds[-1] == "EndFrame" and frames[-1].status == "completed"
+    audio = [f for f in frames if isinstance(f, TTSAudioFrame)]
+    assert [f.sentence for f in audio] == sorted(f.sentence for f in audio)
+    assert {f.sentence for f in audio} == {0, 1, 2}
+    last_text = max(i for i, f in enumerate(frames) if isinstance(f, LLMTextFrame))
+    first_audio = kinds.index("TTSAudioFrame")
+    assert first_audio < last_text, "the first sentence was spoken before the LLM finished"
+    turn_metrics = [f for f in frames if isinstance(f, MetricsFrame) and f.stage is None][0].metrics
+    assert 0 < turn_metrics["time_to_first_audio_s"] < turn_metrics["total_reply_s"]
+    stage_metrics = {f.stage: f.metrics for f in frames if isinstance(f, MetricsFrame) and f.stage}
+    assert set(stage_metrics) == {"speech_to_text", "llm", "text_to_speech"}
+    assert stage_metrics["llm"]["ttfb_s"] < stage_metrics["llm"]["processing_s"]
+
+
+def test_hanging_up_mid_reply_cancels_the_rest_and_keeps_what_was_spoken(handles, store_url):
+    track_id, frames = stream_turn(handles, "STREAMING", SPEECH, stop_after=1)
+    store = TraceStore(store_url)
+    tasks = {t["task_name"]: t for t in store.track(track_id)["tasks"]}
+    assert tasks["speech_to_text"]["status"] == "completed"
+    assert tasks["llm"]["status"] == "cancelled"
+    assert tasks["text_to_speech"]["status"] == "cancelled"
+    assert tasks["text_to_speech"]["result_profile"]["spoken_text"] == "The first sentence is here."
+    assert len(tasks["llm"]["result_profile"]["reply_text"]) < len(SlowLLM.REPLY), "generation stopped early"
+    assert store.history(track_id, 5)[-1] == {"role": "assistant", "content": "The first sentence is here."}

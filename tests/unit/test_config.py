@@ -47,9 +47,9 @@ def test_default_config_declares_all_original_clusters():
                   "CLUSTER_HF_RAG_ETE_CONVERSATION", "CLUSTER_HF_VISION_ETE_CONVERSATION"):
         assert config.unavailable_reason(local) is None, local
     hf = config.clusters["CLUSTER_HF_ETE_CONVERSATION"]
-    assert [config.stage_component(s) for s in hf.stages] == ["whisper_stt", "multimodal_emotion", "hf_llm", "piper_tts"]
+    assert [config.stage_component(s) for s in hf.flat()] == ["whisper_stt", "multimodal_emotion", "hf_llm", "piper_tts"]
     no_emotion = config.clusters["CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"]
-    assert [config.stage_component(s) for s in no_emotion.stages] == ["whisper_stt", "quantized_llm", "piper_tts"]
+    assert [config.stage_component(s) for s in no_emotion.flat()] == ["whisper_stt", "quantized_llm", "piper_tts"]
 
 
 def test_models_shared_between_clusters_are_listed_once():

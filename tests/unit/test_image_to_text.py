@@ -84,5 +84,5 @@ def test_a_cluster_can_give_the_llm_what_the_images_show():
             {"name": "text_to_speech", "model": "tts"},
         ]}},
     })
-    stages = config.clusters["SEEING"].stages
+    stages = config.clusters["SEEING"].flat()
     assert [config.stage_component(s) for s in stages][1:3] == ["multimodal_emotion", "ocr_image_to_text"]

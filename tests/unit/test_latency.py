@@ -1,6 +1,6 @@
 import pytest
 
-from graphs.latency import model_time, overhead_ratio, stage_profile, transfer_time, turn_summary
+from graphs.latency import idle_time, model_time, overhead_s, stage_profile, transfer_time, turn_summary
 
 
 def test_model_plus_transfer_is_the_round_trip():
@@ -32,6 +32,15 @@ def test_turn_summary_and_overhead():
     assert s["model_s"] == pytest.approx(2.5)
     assert s["transfer_s"] == pytest.approx(0.5)
     assert s["end_to_end_s"] == pytest.approx(3.5)
+    assert s["overhead_s"] == pytest.approx(1.0), "0.5 s of transfer and 0.5 s with no stage running"
     assert s["overhead_ratio"] == pytest.approx(1.0 / 3.5)
     assert turn_summary([]) == {}
-    assert overhead_ratio(0.0, 0.0) == 0.0
+
+
+def test_overlapping_stages_are_not_counted_twice():
+    llm = stage_profile(0.0, 2.0, 1.9, 0.05)
+    tts = {"model_inference": 0.6, "transfer_in": 0.1, "transfer_out": 0.0, "wait_upstream": 1.3,
+           "ts_start": 1.0, "ts_end": 3.0}  # speaks the first sentence while the LLM still writes
+    assert idle_time([llm, tts], 0.0, 3.0) == pytest.approx(0.0)
+    assert idle_time([llm, tts], -0.5, 3.5) == pytest.approx(1.0)
+    assert overhead_s([llm, tts], 0.0, 3.0) == pytest.approx(0.1 + 0.1)

@@ -128,7 +128,7 @@ def tutorial_config():
 
 def test_the_tutorial_blocks_are_valid_and_current():
     config = tutorial_config()
-    assert [config.stage_component(s) for s in config.clusters[TUTORIAL_CLUSTER].stages] == [
+    assert [config.stage_component(s) for s in config.clusters[TUTORIAL_CLUSTER].flat()] == [
         "ocr_image_to_text", "voice2voice"]
     assert any(TUTORIAL_CLUSTER in (yaml.safe_load(b) or {}).get("enabled_clusters", [])
                for b in tutorial_blocks("yaml")), "the guide enables the cluster in serve_config.yaml"

@@ -1,0 +1,33 @@
+from graphs.sentences import SentenceAggregator
+
+
+def feed(text: str, size: int = 3) -> tuple[list[str], str | None]:
+    agg = SentenceAggregator()
+    out = []
+    for i in range(0, len(text), size):
+        out += agg.push(text[i:i + size])
+    return out, agg.flush()
+
+
+def test_sentences_come_out_as_soon_as_they_end():
+    agg = SentenceAggregator()
+    assert agg.push("The capital of France") == []
+    assert agg.push(" is Paris. It is") == ["The capital of France is Paris."]
+    assert agg.push(" lovely in spring! And") == ["It is lovely in spring!"]
+
+
+def test_streamed_in_small_pieces_the_text_is_kept_whole():
+    text = "Hello there, how are you today? I am fine, thank you. What about you?"
+    sentences, rest = feed(text)
+    assert sentences + [rest] == ["Hello there, how are you today?", "I am fine, thank you.", "What about you?"]
+
+
+def test_short_fragments_wait_for_the_next_sentence():
+    sentences, rest = feed("Dr. Smith said hello to everyone here. Bye now.")
+    assert sentences == ["Dr. Smith said hello to everyone here."]
+    assert rest == "Bye now."
+
+
+def test_a_fragment_cut_by_the_token_limit_is_dropped_after_a_sentence():
+    assert feed("The ocean is vast and deep. It covers most of the")[1] is None
+    assert feed("The ocean is vast and deep and it covers")[1] == "The ocean is vast and deep and it covers"
