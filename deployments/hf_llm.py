@@ -71,16 +71,19 @@ class HuggingFaceLLM(LLMService):
         new_tokens = out[0, prompt_tokens:]
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
         return text, {
-            "model": self.options.model,
-            "device": self.device,
+            **self.describe(),
             "prompt_tokens": int(prompt_tokens),
             "completion_tokens": int(new_tokens.shape[0]),
             "max_new_tokens": kwargs["max_new_tokens"],
             "tokens_per_s": round(new_tokens.shape[0] / elapsed, 1) if elapsed > 0 else None,
         }
 
+    def describe(self) -> dict[str, Any]:
+        """What every profile of this model says about it."""
+        return {"model": self.options.model, "device": self.device}
+
     def stream(self, messages: list[dict[str, str]], settings: GenerationSettings,
-               stop: threading.Event) -> Iterator[str]:
+               stop: threading.Event) -> Iterator[str | dict[str, Any]]:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         class _Stop(StoppingCriteria):
@@ -100,11 +103,19 @@ class HuggingFaceLLM(LLMService):
                 streamer.end()
 
         worker = threading.Thread(target=run, name="llm-stream", daemon=True)
+        t0 = time.perf_counter()
         worker.start()
         try:
-            yield from streamer
+            pieces = []
+            for piece in streamer:
+                pieces.append(piece)
+                yield piece
             if failed:
                 raise failed[0]
         finally:
             stop.set()
             worker.join()
+        elapsed = time.perf_counter() - t0
+        completion = len(self.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"])
+        yield {**self.describe(), "prompt_tokens": int(kwargs["input_ids"].shape[1]), "completion_tokens": completion,
+               "tokens_per_s": round(completion / elapsed, 1) if elapsed > 0 else None}

@@ -83,11 +83,14 @@ class LLMService(Component):
 
     def stream(self, messages: list[dict[str, str]], settings: GenerationSettings,
                stop: threading.Event) -> Iterator[str]:
-        """Text pieces as they are generated; generation ends early once `stop` is set.
+        """Text pieces as they are generated, then optionally one dict: the call's profile.
+        Generation ends early once `stop` is set.
 
         Backends that cannot stream give the whole reply as one piece.
         """
-        yield self.generate(messages, settings)[0]
+        text, profile = self.generate(messages, settings)
+        yield text
+        yield profile
 
     async def chat(self, messages: list[dict[str, str]], max_new_tokens: int | None = None,
                    temperature: float = 0.0) -> dict[str, Any]:
@@ -101,7 +104,7 @@ class LLMService(Component):
                           temperature: float = 0.0) -> AsyncIterator[str]:
         """`chat`, piece by piece; a consumer that stops listening stops the generation."""
         settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
-        async for piece in self._pieces(messages, settings):
+        async for piece in self._pieces(messages, settings, {}):
             yield piece
 
     async def run_stream(self, inputs: dict[str, Any], params: dict[str, Any]) -> AsyncIterator[str | StageOutput]:
@@ -112,7 +115,8 @@ class LLMService(Component):
         t0 = time.perf_counter()
         pieces: list[str] = []
         first_piece = None
-        async for piece in self._pieces(messages, parsed):
+        backend: dict[str, Any] = {}
+        async for piece in self._pieces(messages, parsed, backend):
             first_piece = first_piece or time.perf_counter()
             pieces.append(piece)
             yield piece
@@ -120,16 +124,20 @@ class LLMService(Component):
         text = trim_to_sentence("".join(pieces).strip())
         profile = {"reply_text": text, "prompt": messages[-1]["content"],
                    "history_messages": len(inputs.get("history") or []), "pieces": len(pieces),
-                   "ttfb_s": (first_piece or time.perf_counter()) - t0, "processing_s": elapsed}
+                   "ttfb_s": (first_piece or time.perf_counter()) - t0, "processing_s": elapsed, **backend}
         yield StageOutput({"reply_text": text}, profile, elapsed, ts_start)
 
-    async def _pieces(self, messages: list[dict[str, Any]], settings: GenerationSettings) -> AsyncIterator[str]:
+    async def _pieces(self, messages: list[dict[str, Any]], settings: GenerationSettings,
+                      profile: dict[str, Any]) -> AsyncIterator[str]:
+        """`stream` without blocking the event loop; its closing profile goes into `profile`."""
         stop = threading.Event()
         pieces = self.stream(messages, settings, stop)
         done = object()
         try:
             while (piece := await asyncio.to_thread(next, pieces, done)) is not done:
-                if piece:
+                if isinstance(piece, dict):
+                    profile.update(piece)
+                elif piece:
                     yield piece
         finally:
             stop.set()

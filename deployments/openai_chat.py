@@ -22,6 +22,10 @@ def data_url(image: bytes) -> str:
     return f"data:image/{kind};base64,{base64.b64encode(image).decode('ascii')}"
 
 
+def _image_count(messages: list[dict[str, Any]]) -> int:
+    return sum(len(m["content"]) - 1 for m in messages if isinstance(m["content"], list))
+
+
 @register("openai_chat")
 class OpenAIChat(OpenAIService, LLMService):
     class Options(OpenAIOptions):
@@ -62,19 +66,19 @@ class OpenAIChat(OpenAIService, LLMService):
             temperature=settings.temperature,
         )
         usage = completion.usage
-        images = sum(isinstance(m["content"], list) and len(m["content"]) - 1 for m in messages)
         return completion.choices[0].message.content or "", {
             "model": self.options.model,
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
             "max_new_tokens": max_new,
-            "images": images,
+            "images": _image_count(messages),
             **call,
         }
 
     def stream(self, messages: list[dict[str, Any]], settings: GenerationSettings,
-               stop: threading.Event) -> Iterator[str]:
-        chunks = self.client.chat.completions.create(
+               stop: threading.Event) -> Iterator[str | dict[str, Any]]:
+        chunks, call = self._call(
+            self.client.chat.completions,
             model=self.options.model,
             messages=messages,
             max_tokens=settings.max_new_tokens or self.options.max_new_tokens,
@@ -89,3 +93,4 @@ class OpenAIChat(OpenAIService, LLMService):
                     yield chunk.choices[0].delta.content
         finally:
             chunks.close()
+        yield {"model": self.options.model, "images": _image_count(messages), **call}

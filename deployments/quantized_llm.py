@@ -51,6 +51,5 @@ class QuantizedLLM(HuggingFaceLLM):
     def load_model(self, path, dtype):
         return quantized_model(path, self.options.quantization, self.device, dtype)
 
-    def generate(self, messages, params):
-        text, profile = super().generate(messages, params)
-        return text, {**profile, "quantization": self.options.quantization}
+    def describe(self):
+        return {**super().describe(), "quantization": self.options.quantization}

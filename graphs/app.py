@@ -95,6 +95,7 @@ def catalog(config: ClustersConfig, enabled: list[str], reasons: dict[str, str] 
             "description": spec.description,
             "enabled": name in enabled,
             "reason": None if name in enabled else reason,
+            "allow_interruptions": spec.allow_interruptions,
             "stages": [
                 {"name": s.name, "model": s.model, "component": config.stage_component(s), "step": i}
                 for i, step in enumerate(spec.steps()) for s in step

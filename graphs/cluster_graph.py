@@ -36,6 +36,8 @@ from graphs.sentences import SentenceAggregator
 from graphs.trace_store import TaskStatus, TraceStore
 
 AUDIO_CHUNK_S = 0.5
+# Profile values of per-sentence TTS calls that add up over a reply (the others are the same each time).
+_SUMMED = ("api_processing_s", "characters", "retries")
 NO_SPEECH = "no speech recognised in the audio"
 
 
@@ -321,6 +323,7 @@ class ClusterGraph:
         async def synthesize() -> None:
             profile = {"model_inference": 0.0, "transfer_in": 0.0, "transfer_out": 0.0}
             index, t_first_audio, spoken, samples = 0, None, [], 0
+            calls: dict[str, Any] = {}
             while (sentence := await sentences.get()) is not None:
                 if progress["tts_started"] is None:
                     progress["tts_started"] = (time.time(), time.perf_counter())
@@ -334,6 +337,8 @@ class ClusterGraph:
                 call = stage_profile(ts_call, time.perf_counter() - t1, result.model_s, result.ts_model_start)
                 for key in profile:
                     profile[key] += call[key]
+                for key, value in result.result_profile.items():
+                    calls[key] = calls.get(key, 0) + value if key in _SUMMED and value is not None else calls.get(key, value)
                 t_first_audio = t_first_audio or time.perf_counter()
                 audio = result.outputs["reply_audio"]
                 for frame in _audio_frames(audio, index, sentence):
@@ -350,7 +355,8 @@ class ClusterGraph:
                            ttfb_s=t_first_audio - t0, processing_s=profile["model_inference"])
             # Every sentence's audio is queued for the caller by now; an interruption from here on
             # leaves this record completed and the turn's history keeps the whole reply.
-            result_profile = {"sentences": index, "spoken_text": " ".join(spoken), "audio_seconds": round(samples, 3)}
+            result_profile = {**calls, "sentences": index, "spoken_text": " ".join(spoken),
+                              "audio_seconds": round(samples, 3)}
             writes.append(self._write(self.store.complete_task, tts_task, result_profile, profile))
             turn.timings.append({"task_name": tts.name, "model": tts.model, **profile})
             out.put_nowait(MetricsFrame(stage=tts.name, metrics={"ttfb_s": profile["ttfb_s"],

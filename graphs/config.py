@@ -74,6 +74,8 @@ class ClusterSpec(_Strict):
     description: str = ""
     # Earlier turns of the track the LLM sees, oldest dropped first.
     history_turns: int = Field(5, ge=0)
+    # Whether a user speaking over a reply stops it (a live client can turn it off for itself).
+    allow_interruptions: bool = True
     stages: list[Step] = Field(min_length=1)
 
     def steps(self) -> list[list[StageSpec]]:

@@ -4,22 +4,40 @@
 import asyncio
 import base64
 import io
+import json
 import time
 import uuid
 from typing import Any, Literal
 
-from fastapi import File, Form, HTTPException, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi import File, Form, HTTPException, Request, UploadFile, WebSocket
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
 from PIL import Image, UnidentifiedImageError
 from ray import serve
 
 from graphs import audio
 from graphs.cluster_graph import TurnOutcome, TurnRequest
+from graphs.frames import ErrorFrame, StartFrame
 from graphs.http_api import api
 from graphs.latency import model_time, overhead_s, transfer_time, turn_summary
+from graphs.live import LiveConversation
 from graphs.openai_api import OpenAIAPIArgs, OpenAIEndpoints
 from graphs.trace_store import TaskStatus, TraceStore
 from graphs.tracks import TrackIdError, new_track_id, parse_track_id
+from graphs.vad import VADSettings
+
+
+class LiveSettings(BaseModel):
+    """What a WebSocket client's opening StartFrame may set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: str | None = None
+    track_id: str | None = None
+    allow_interruptions: bool = True
+    enable_metrics: bool = True
+    sample_rate: int = 16_000
+    vad: VADSettings = VADSettings()
 
 
 
@@ -91,6 +109,73 @@ class OmniServeIngress(OpenAIEndpoints):
         response_audio: Literal["url", "base64"] = Form("url", description="how the reply audio comes back"),
     ) -> Response:
         received = time.time()
+        cluster, request = await self._prepare(audio_file, images, cluster, track_id, response_audio == "base64")
+        try:
+            outcome: TurnOutcome = await self.graphs[cluster].run_turn.remote(request)
+        except Exception as exc:
+            await asyncio.to_thread(self.store.close_tasks, request.task_ids, f"turn aborted: {type(exc).__name__}: {exc}")
+            raise HTTPException(500, f"the {cluster} graph failed: {type(exc).__name__}") from None
+
+        body = self._body(outcome, received, time.time())
+        status = {"completed": 200, "no_speech": 422, "failed": 502}[outcome.status]
+        return JSONResponse(body, status_code=status)
+
+    @api.post("/v1/conversations/stream")
+    async def converse_streaming(
+        self,
+        request: Request,
+        audio_file: UploadFile | None = File(None, alias="audio"),
+        images: list[UploadFile] = File(default=[]),
+        cluster: str | None = Form(None),
+        track_id: str | None = Form(None),
+    ) -> Response:
+        """The same turn as POST /v1/conversations, as frames while they happen: newline-delimited
+        JSON, or server-sent events when the client accepts text/event-stream."""
+        cluster, turn = await self._prepare(audio_file, images, cluster, track_id, speech_ended_at=time.time())
+        frames = self.graphs[cluster].options(stream=True).run_turn_stream.remote(turn)
+        sse = "text/event-stream" in request.headers.get("accept", "")
+
+        async def lines():
+            try:
+                async for frame in frames:
+                    wire = json.dumps(frame.to_wire())
+                    yield f"event: {type(frame).__name__}\ndata: {wire}\n\n" if sse else wire + "\n"
+            finally:
+                frames.cancel()  # a client that hangs up stops the turn
+
+        return StreamingResponse(lines(), media_type="text/event-stream" if sse else "application/x-ndjson")
+
+    @api.websocket("/v1/conversations/ws")
+    async def converse_live(self, ws: WebSocket) -> None:
+        """A live conversation: see graphs/live.py for the protocol."""
+        await ws.accept()
+        try:
+            opening = await ws.receive_json()
+            if opening.get("type") != "StartFrame":
+                raise HTTPException(400, "the first message must be a StartFrame")
+            settings = LiveSettings.model_validate({k: v for k, v in opening.items() if k not in ("type", "seq", "ts")})
+            cluster, track_id = await self._resolve_track(settings.cluster, settings.track_id)
+        except (HTTPException, ValidationError, ValueError) as exc:
+            status, detail = (exc.status_code, exc.detail) if isinstance(exc, HTTPException) else (400, str(exc))
+            await ws.send_json(ErrorFrame(error=detail, status=status, fatal=True).to_wire())
+            await ws.close(code=4000 + status)
+            return
+
+        def new_request(samples, images, ended_at) -> TurnRequest:
+            task_ids = [uuid.uuid4().hex for _ in self.catalog[cluster]["stages"]]
+            return TurnRequest(track_id, task_ids, samples, audio.encode_wav(samples, audio.MODEL_RATE), "audio/wav",
+                               images, speech_ended_at=ended_at)
+
+        start = StartFrame(track_id=track_id, cluster=cluster, allow_interruptions=settings.allow_interruptions,
+                           enable_metrics=settings.enable_metrics)
+        live = LiveConversation(ws, start, self.graphs[cluster], new_request, settings.vad, settings.sample_rate,
+                                self.catalog[cluster]["allow_interruptions"])
+        await live.run()
+
+    async def _prepare(self, audio_file: UploadFile | None, images: list[UploadFile], cluster: str | None,
+                       track_id: str | None, inline_audio: bool = False,
+                       speech_ended_at: float | None = None) -> tuple[str, TurnRequest]:
+        """Everything a turn needs, checked before anything is written: 4xx with a message otherwise."""
         cluster, track_id = await self._resolve_track(cluster, track_id)
         if audio_file is None:
             raise HTTPException(400, "multipart field 'audio' is required")
@@ -102,20 +187,10 @@ class OmniServeIngress(OpenAIEndpoints):
         except audio.AudioError as exc:
             raise HTTPException(400 if not data else 415, f"audio: {exc}") from None
         image_bytes = [await self._read_image(i, upload) for i, upload in enumerate(images)]
-
         # Task ids are chosen here so that, should the graph itself die, its records can be closed.
         task_ids = [uuid.uuid4().hex for _ in self.catalog[cluster]["stages"]]
-        request = TurnRequest(track_id, task_ids, decoded.samples, data, decoded.media_type, image_bytes,
-                              inline_audio=response_audio == "base64")
-        try:
-            outcome: TurnOutcome = await self.graphs[cluster].run_turn.remote(request)
-        except Exception as exc:
-            await asyncio.to_thread(self.store.close_tasks, task_ids, f"turn aborted: {type(exc).__name__}: {exc}")
-            raise HTTPException(500, f"the {cluster} graph failed: {type(exc).__name__}") from None
-
-        body = self._body(outcome, received, time.time())
-        status = {"completed": 200, "no_speech": 422, "failed": 502}[outcome.status]
-        return JSONResponse(body, status_code=status)
+        return cluster, TurnRequest(track_id, task_ids, decoded.samples, data, decoded.media_type, image_bytes,
+                                    inline_audio=inline_audio, speech_ended_at=speech_ended_at)
 
     async def _resolve_track(self, cluster: str | None, track_id: str | None) -> tuple[str, str]:
         if track_id:

@@ -198,7 +198,11 @@ class OpenAIEndpoints:
         created = int(time.time())
 
         if body.stream:
+            t0 = time.perf_counter()
             pieces = handle.options(stream=True).chat_stream.remote(messages, max_tokens, temperature)
+            # Headers leave with the first token, so the processing time they report is time to first token.
+            first = await anext(pieces, None)
+            processing_ms = str(round((time.perf_counter() - t0) * 1000))
 
             def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
                 return _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
@@ -208,6 +212,8 @@ class OpenAIEndpoints:
             async def events():
                 try:
                     yield chunk({"role": "assistant", "content": ""})
+                    if first is not None:
+                        yield chunk({"content": first})
                     async for piece in pieces:
                         yield chunk({"content": piece})
                     yield chunk({}, "stop")
@@ -215,7 +221,8 @@ class OpenAIEndpoints:
                 finally:
                     pieces.cancel()  # a client that hangs up stops the generation
 
-            return StreamingResponse(events(), media_type="text/event-stream")
+            return StreamingResponse(events(), media_type="text/event-stream",
+                                     headers={"openai-processing-ms": processing_ms})
 
         result = await handle.chat.remote(messages, max_tokens, temperature)
         text = result["text"]

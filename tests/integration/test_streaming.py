@@ -1,0 +1,167 @@
+"""Streaming turns: a live WebSocket fed real speech at real-time pace, barge-in, and the
+streaming HTTP transports, against the default serve config."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from websockets.sync.client import connect
+
+from graphs.audio import decode
+from graphs.speech_samples import speak
+from tests.integration.test_conversation import post, words
+
+CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
+CHUNK_S = 0.02
+
+
+class LiveClient:
+    """A microphone and a speaker in a test: sends PCM16 in 20 ms chunks, keeps every frame received."""
+
+    def __init__(self, server, **start):
+        self.url = server.url.replace("http://", "ws://") + "/v1/conversations/ws"
+        self.start = start
+        self.frames: list[tuple[float, dict]] = []
+        self.lock = threading.Condition()
+
+    def __enter__(self):
+        self.ws = connect(self.url, max_size=None).__enter__()
+        self.ws.send(json.dumps({"type": "StartFrame", **self.start}))
+        threading.Thread(target=self._receive, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.ws.__exit__(*exc)
+
+    def _receive(self):
+        try:
+            for message in self.ws:
+                with self.lock:
+                    self.frames.append((time.time(), json.loads(message)))
+                    self.lock.notify_all()
+        except Exception:
+            pass
+
+    def speak(self, text: str, silence_after: float = 1.0):
+        audio = np.concatenate([decode(speak(text)).samples, np.zeros(int(16_000 * silence_after), np.float32)])
+        self.stream(audio)
+
+    def stream(self, audio: np.ndarray):
+        step = int(16_000 * CHUNK_S)
+        t0 = time.perf_counter()
+        for i, start in enumerate(range(0, len(audio), step)):
+            self.ws.send((np.clip(audio[start:start + step], -1, 1) * 32767).astype("<i2").tobytes())
+            time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))  # real-time pace
+
+    def wait_for(self, predicate, timeout=60.0) -> dict:
+        deadline = time.time() + timeout
+        with self.lock:
+            while True:
+                for _, frame in self.frames:
+                    if predicate(frame):
+                        return frame
+                left = deadline - time.time()
+                assert left > 0, f"no such frame in {[f['type'] for _, f in self.frames]}"
+                self.lock.wait(left)
+
+    def types(self) -> list[str]:
+        with self.lock:
+            return [f["type"] for _, f in self.frames]
+
+
+
+def is_type(kind, **fields):
+    return lambda f: f["type"] == kind and all(f.get(k) == v for k, v in fields.items())
+
+
+def test_a_live_turn_streams_its_reply(server):
+    with LiveClient(server, cluster=CLUSTER) as client:
+        start = client.wait_for(is_type("StartFrame"))
+        assert start["track_id"].startswith(f"T-{CLUSTER}-") and start["allow_interruptions"]
+        client.speak("What is the capital city of France?")
+        end = client.wait_for(is_type("EndFrame"))
+        assert end["status"] == "completed" and end["turn"] == 1 and end["reply_audio_url"]
+        types = client.types()
+        transcript = client.wait_for(is_type("TranscriptionFrame"))
+        assert {"capital", "france"} <= words(transcript["text"])
+        assert types.count("TTSAudioFrame") >= 2 and types.index("TTSAudioFrame") < types.index("EndFrame")
+        turn = client.wait_for(lambda f: f["type"] == "MetricsFrame" and f["stage"] is None)["metrics"]
+        assert 0 < turn["time_to_first_audio_s"] < turn["total_reply_s"]
+        stages = {f["stage"] for _, f in client.frames if f["type"] == "MetricsFrame" and f["stage"]}
+        assert stages == {"speech_to_text", "emotion_detection", "hf_llm", "text_to_speech"}
+    tasks = server.http.get(f"/v1/tracks/{start['track_id']}").json()["tasks"]
+    assert [t["status"] for t in tasks] == ["completed"] * 4
+    llm = [t for t in tasks if t["task_name"] == "hf_llm"][0]["latency_profile"]
+    assert 0 < llm["ttfb_s"] <= llm["processing_s"]
+
+
+def test_speaking_over_a_reply_stops_it(server):
+    with LiveClient(server, cluster=CLUSTER) as client:
+        start = client.wait_for(is_type("StartFrame"))
+        client.speak("Tell me a long story about a brave dragon who lived in the mountains.")
+        client.wait_for(is_type("TTSAudioFrame"))
+        client.speak("Stop, tell me about the weather instead.")
+        client.wait_for(is_type("StartInterruptionFrame"))
+        client.wait_for(is_type("EndFrame", turn=2), timeout=90)
+    types = client.types()
+    interruption = types.index("StartInterruptionFrame")
+    second_turn = types.index("StartFrame", interruption)
+    assert "TTSAudioFrame" not in types[interruption:second_turn], "no audio of the old reply after the barge-in"
+    assert "EndFrame" not in types[:interruption], "the first reply was cut short"
+
+    tasks = server.http.get(f"/v1/tracks/{start['track_id']}").json()["tasks"]
+    first = {t["task_name"]: t for t in tasks if t["turn"] == 1}
+    assert first["text_to_speech"]["status"] == "cancelled"
+    assert first["text_to_speech"]["result_profile"]["interrupted"]
+    spoken = first["text_to_speech"]["result_profile"]["spoken_text"]
+    second = {t["task_name"]: t for t in tasks if t["turn"] == 2}
+    assert all(t["status"] == "completed" for t in second.values())
+    assert {"weather"} <= words(second["speech_to_text"]["result_profile"]["transcript"])
+    assert second["hf_llm"]["result_profile"]["history_messages"] == (2 if spoken else 0)
+
+
+def test_an_interrupt_frame_stops_the_reply_at_once(server):
+    with LiveClient(server, cluster=CLUSTER) as client:
+        client.speak("Tell me a long story about a brave dragon who lived in the mountains.")
+        client.wait_for(is_type("TTSAudioFrame"))
+        sent = time.time()
+        client.ws.send(json.dumps({"type": "StartInterruptionFrame"}))
+        client.wait_for(is_type("StartInterruptionFrame"))
+        time.sleep(1.0)
+    arrivals = [(t, f["type"]) for t, f in client.frames]
+    stopped = next(t for t, kind in arrivals if kind == "StartInterruptionFrame")
+    assert stopped - sent < 2.0
+    assert all(kind != "TTSAudioFrame" for t, kind in arrivals if t > stopped)
+    assert "EndFrame" not in [kind for _, kind in arrivals]
+
+
+def test_a_bad_opening_is_refused_with_the_reason(server):
+    with LiveClient(server, cluster="CLUSTER_NOPE") as client:
+        error = client.wait_for(is_type("ErrorFrame"))
+    assert error["status"] == 404 and error["fatal"] and "unknown cluster 'CLUSTER_NOPE'" in error["error"]
+
+
+@pytest.mark.parametrize("accept", ["application/x-ndjson", "text/event-stream"])
+def test_a_posted_file_can_stream_its_frames(server, accept):
+    files = [("audio", ("q.wav", speak("How is the weather today?"), "audio/wav"))]
+    frames = []
+    with server.http.stream("POST", "/v1/conversations/stream", data={"cluster": CLUSTER}, files=files,
+                            headers={"accept": accept}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith(accept)
+        for line in response.iter_lines():
+            if line.startswith("data: ") or line.startswith("{"):
+                frames.append(json.loads(line.removeprefix("data: ")))
+    types = [f["type"] for f in frames]
+    assert types[0] == "StartFrame" and types[-1] == "EndFrame" and frames[-1]["status"] == "completed"
+    assert "TranscriptionFrame" in types and types.count("TTSAudioFrame") >= 1 and "LLMTextFrame" in types
+
+
+def test_streaming_refuses_bad_input_before_it_starts(server):
+    response = post(server, b"", cluster=CLUSTER)
+    assert response.status_code == 400
+    streamed = server.http.post("/v1/conversations/stream", data={"cluster": CLUSTER},
+                                files=[("audio", ("q.wav", b"", "audio/wav"))])
+    assert streamed.status_code == 400 and "empty" in streamed.json()["detail"]
