@@ -61,3 +61,6 @@ def test_vision_cluster_reads_the_pictures(server):
     assert "happy" in image_text
     assert image_text in tasks["hf_llm"]["result_profile"]["prompt"]
     assert tasks["emotion_detection"]["result_profile"]["modalities"]["face"]["label"] == "happy"
+    stt, ocr, emotion = (tasks[n]["latency_profile"] for n in ("speech_to_text", "image2text", "emotion_detection"))
+    assert max(stt["ts_start"], ocr["ts_start"]) < min(stt["ts_end"], ocr["ts_end"]), "they ran side by side"
+    assert emotion["ts_start"] >= max(stt["ts_end"], ocr["ts_end"]) - 1e-5, "emotion waited for both"

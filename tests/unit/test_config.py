@@ -186,3 +186,33 @@ def test_app_args_are_validated():
     assert parse_args({}) == AppArgs()
     with pytest.raises(ConfigError, match="args.enable_clusters: Extra inputs are not permitted"):
         parse_args({"enable_clusters": ["X"]})
+
+
+def test_parallel_steps_load_and_their_branches_are_checked(tmp_path):
+    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+        clusters:
+          SIDE_BY_SIDE:
+            stages:
+              - parallel:
+                  - {name: speech_to_text, model: stt}
+                  - {name: emotion, model: emo}
+              - {name: tts, model: tts}
+    """))
+    # emotion needs the transcript, which its sibling only makes at the same time
+    assert "clusters.SIDE_BY_SIDE.stages[0].parallel[1]: a emotion stage needs 'transcript'" in message
+
+    config = load_clusters()
+    vision = config.clusters["CLUSTER_HF_VISION_ETE_CONVERSATION"]
+    assert [[s.name for s in step] for step in vision.steps()][:2] == [["speech_to_text", "image2text"],
+                                                                       ["emotion_detection"]]
+    assert [s.name for s in vision.flat()][:3] == ["speech_to_text", "image2text", "emotion_detection"]
+
+
+def test_a_parallel_step_needs_two_stages(tmp_path):
+    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+        clusters:
+          A:
+            stages:
+              - parallel: [{name: speech_to_text, model: stt}]
+    """))
+    assert "clusters.A.stages[0].parallel: List should have at least 2 items" in message

@@ -1,0 +1,183 @@
+"""Benchmark live conversations: time to first audio against total reply time, and barge-in.
+
+    python -m graphs.bench_live                          # deploys serve_config.yaml on a local Ray
+    python -m graphs.bench_live --url http://127.0.0.1:8000 --turns 10 --barge-ins 5
+
+Each turn speaks a question into the WebSocket at real-time pace, like a microphone. Time to
+first audio runs from the end of the question's speech to the first reply audio (the server's
+figure, measured as the audio leaves it, and the client's, as it arrives); total reply time to
+the end of the turn. A barge-in asks for a long story, and as soon as its first audio arrives
+sends a StartInterruptionFrame; stop latency runs from that frame to the last reply audio byte
+received (zero when no audio followed it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from websockets.sync.client import connect
+
+from graphs.app import DEFAULT_CLUSTER
+from graphs.audio import decode
+
+QUESTIONS = [
+    "What is the capital city of France?",
+    "How is the weather today?",
+    "Can you recommend a good book to read?",
+    "What should I cook for dinner tonight?",
+]
+STORY = "Tell me a long story about a brave dragon who lived in the mountains."
+CHUNK_S = 0.02
+
+
+class _Live:
+    def __init__(self, ws, cluster: str):
+        self.ws = ws
+        self.received: list[tuple[float, dict]] = []
+        self.ws.send(json.dumps({"type": "StartFrame", "cluster": cluster}))
+        self._expect("StartFrame")
+
+    def speak(self, audio: np.ndarray) -> float:
+        """Streams speech at real-time pace, then a second of silence; returns when the speech ended."""
+        step = int(16_000 * CHUNK_S)
+        padded = np.concatenate([audio, np.zeros(16_000, np.float32)])
+        t0 = time.perf_counter()
+        ended = None
+        for i, start in enumerate(range(0, len(padded), step)):
+            if start >= len(audio) and ended is None:
+                ended = time.time()
+            self.ws.send((np.clip(padded[start:start + step], -1, 1) * 32767).astype("<i2").tobytes())
+            time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))
+            self._drain()
+        return ended
+
+    def _drain(self) -> list[tuple[float, dict]]:
+        frames = []
+        while True:
+            try:
+                message = self.ws.recv(timeout=0)
+            except TimeoutError:
+                return frames
+            frames.append((time.time(), json.loads(message)))
+            self.received.append(frames[-1])
+
+    def _expect(self, kind: str, timeout: float = 120.0) -> tuple[float, dict]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for item in self.received:
+                if item[1]["type"] == kind:
+                    self.received.remove(item)
+                    return item
+            try:
+                message = self.ws.recv(timeout=max(deadline - time.time(), 0.01))
+            except TimeoutError:
+                break
+            self.received.append((time.time(), json.loads(message)))
+        raise TimeoutError(f"no {kind} within {timeout:.0f} s")
+
+    def turn(self, audio: np.ndarray) -> dict[str, Any]:
+        self.received = []
+        ended = self.speak(audio)
+        first_audio, _ = self._expect("TTSAudioFrame")
+        done, end = self._expect("EndFrame")
+        metrics = next(f["metrics"] for _, f in self.received if f["type"] == "MetricsFrame" and f["stage"] is None)
+        return {"time_to_first_audio_s": metrics["time_to_first_audio_s"], "client_first_audio_s": first_audio - ended,
+                "total_reply_s": done - ended, "status": end["status"]}
+
+    def barge_in(self, audio: np.ndarray) -> dict[str, Any]:
+        self.received = []
+        self.speak(audio)
+        self._expect("TTSAudioFrame")
+        sent = time.time()
+        self.ws.send(json.dumps({"type": "StartInterruptionFrame"}))
+        acknowledged, _ = self._expect("StartInterruptionFrame")
+        settle = time.time() + 1.5
+        while time.time() < settle:
+            self._drain()
+            time.sleep(0.05)
+        audio_after = [t for t, f in self.received if f["type"] == "TTSAudioFrame" and t > sent]
+        return {"acknowledged_s": acknowledged - sent, "stop_latency_s": max(audio_after, default=sent) - sent,
+                "audio_frames_after": len(audio_after)}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m graphs.bench_live", description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="a running server; without it, --config is deployed on a local Ray")
+    parser.add_argument("--config", default="serve_config.yaml")
+    parser.add_argument("--cluster", default=DEFAULT_CLUSTER)
+    parser.add_argument("--turns", type=int, default=8)
+    parser.add_argument("--barge-ins", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=Path("bench-results/bench-live.json"))
+    args = parser.parse_args(argv)
+    console = Console()
+
+    url = args.url
+    if url is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        import ray
+
+        from graphs.launch import deploy, read_config
+
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        with console.status(f"deploying {args.config}"):
+            url = deploy(read_config(args.config))
+
+    from graphs.speech_samples import speak
+
+    questions = [decode(speak(q)).samples for q in QUESTIONS]
+    story = decode(speak(STORY)).samples
+    with connect(url.replace("http://", "ws://") + "/v1/conversations/ws", max_size=None) as ws:
+        live = _Live(ws, args.cluster)
+        with console.status("warming up"):
+            live.turn(questions[0])
+        turns, barge_ins = [], []
+        with console.status(f"{args.turns} live turns"):
+            for i in range(args.turns):
+                turns.append(live.turn(questions[i % len(questions)]))
+        with console.status(f"{args.barge_ins} barge-ins"):
+            for _ in range(args.barge_ins):
+                barge_ins.append(live.barge_in(story))
+
+    summary = {
+        "time_to_first_audio_s": spread([t["time_to_first_audio_s"] for t in turns]),
+        "client_first_audio_s": spread([t["client_first_audio_s"] for t in turns]),
+        "total_reply_s": spread([t["total_reply_s"] for t in turns]),
+        "first_audio_over_total": spread([t["time_to_first_audio_s"] / t["total_reply_s"] for t in turns]),
+        "barge_in_acknowledged_s": spread([b["acknowledged_s"] for b in barge_ins]) if barge_ins else None,
+        "barge_in_stop_latency_s": spread([b["stop_latency_s"] for b in barge_ins]) if barge_ins else None,
+    }
+    table = Table(title=f"{args.cluster}: {len(turns)} live turns, {len(barge_ins)} barge-ins (min / median / max)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if value is None:
+            continue
+        unit = "" if key == "first_audio_over_total" else " s"
+        table.add_row(key.replace("_", " "), " / ".join(f"{v:.3f}" for v in value.values()) + unit)
+    console.print(table)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "cluster": args.cluster, "url": url,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "summary": summary, "turns": turns, "barge_ins": barge_ins,
+    }, indent=2))
+    console.print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
