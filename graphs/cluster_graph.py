@@ -31,7 +31,7 @@ from graphs.frames import (
     EmotionFrame, EndFrame, ErrorFrame, Frame, LLMTextFrame, MetricsFrame, StartFrame, SyncFrame, TextFrame,
     TranscriptionFrame, TTSAudioFrame,
 )
-from graphs.latency import stage_profile
+from graphs.latency import model_time, stage_profile, transfer_time
 from graphs.sentences import SentenceAggregator
 from graphs.trace_store import TaskStatus, TraceStore
 
@@ -149,6 +149,46 @@ def _output_frames(stage: _Stage, outputs: dict[str, Any]) -> list[Frame]:
     return frames
 
 
+_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32]
+
+
+class _Metrics:
+    """Ray Serve metrics, exported with Ray's own on its metrics port (names get a `ray_` prefix)."""
+
+    def __init__(self, cluster: str) -> None:
+        from ray.serve import metrics
+
+        self.cluster = cluster
+        self.stage_seconds = metrics.Histogram(
+            "omniserve_stage_seconds", description="Time of a stage, by part: model, transfer or total",
+            boundaries=_SECONDS, tag_keys=("cluster", "stage", "part"))
+        self.first_audio_seconds = metrics.Histogram(
+            "omniserve_time_to_first_audio_seconds", description="End of the user's speech to the first reply audio",
+            boundaries=_SECONDS, tag_keys=("cluster",))
+        self.failures = metrics.Counter(
+            "omniserve_task_failures", description="Stages that failed", tag_keys=("cluster", "stage"))
+        self.active = metrics.Gauge(
+            "omniserve_active_tracks", description="Tracks with a turn in progress in this replica",
+            tag_keys=("cluster",))
+        self._active = 0
+
+    def stage(self, name: str, profile: dict[str, float]) -> None:
+        tags = {"cluster": self.cluster, "stage": name}
+        self.stage_seconds.observe(model_time(profile), tags={**tags, "part": "model"})
+        self.stage_seconds.observe(transfer_time(profile), tags={**tags, "part": "transfer"})
+        self.stage_seconds.observe(profile["ts_end"] - profile["ts_start"], tags={**tags, "part": "total"})
+
+    def failed(self, stage: str) -> None:
+        self.failures.inc(tags={"cluster": self.cluster, "stage": stage})
+
+    def turn(self, delta: int) -> None:
+        self._active += delta
+        self.active.set(self._active, tags={"cluster": self.cluster})
+
+    def first_audio(self, seconds: float) -> None:
+        self.first_audio_seconds.observe(seconds, tags={"cluster": self.cluster})
+
+
 @serve.deployment(max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.02})
 class ClusterGraph:
     def __init__(self, cluster: str, steps: list[list[dict[str, Any]]], models: dict[str, Any], trace_store_url: str,
@@ -161,6 +201,7 @@ class ClusterGraph:
         self.history_turns = history_turns if any("history" in s.reads for s in self.stages) else 0
         self.store = TraceStore(trace_store_url)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-writer")
+        self.metrics = _Metrics(cluster)
 
     def _write(self, fn, *args) -> asyncio.Future:
         return asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
@@ -196,6 +237,7 @@ class ClusterGraph:
         history = asyncio.ensure_future(asyncio.to_thread(self.store.history, request.track_id, self.history_turns))
         turn.state.update(audio=request.audio, images=request.images)
         yield StartFrame(track_id=request.track_id, cluster=self.cluster)
+        self.metrics.turn(+1)
         try:
             i = 0
             while i < len(self.steps) and turn.status == "completed":
@@ -228,6 +270,8 @@ class ClusterGraph:
                                              round(sum(map(len, turn.audio)) / turn.audio_rate, 3))
                 url = f"/v1/audio/{audio_id}"
             turn.metrics["total_reply_s"] = time.perf_counter() - turn.started
+            if "time_to_first_audio_s" in turn.metrics:
+                self.metrics.first_audio(turn.metrics["time_to_first_audio_s"])
             yield MetricsFrame(stage=None, metrics=dict(turn.metrics))
             yield EndFrame(track_id=request.track_id, turn=number, status=turn.status, reply_audio_url=url)
         except (asyncio.CancelledError, GeneratorExit):
@@ -239,6 +283,7 @@ class ClusterGraph:
             writes.append(self._write(self.store.close_tasks, request.task_ids, f"turn aborted: {_error_text(exc)}"))
             raise
         finally:
+            self.metrics.turn(-1)
             await asyncio.gather(*writes, history, return_exceptions=turn.status == "cancelled")
 
     async def _inputs(self, stage: _Stage, turn: _Turn, history: asyncio.Future) -> dict[str, Any]:
@@ -261,6 +306,7 @@ class ClusterGraph:
         profile = stage_profile(ts_start, elapsed, result.model_s, result.ts_model_start)
         profile.update(ttfb_s=elapsed, processing_s=elapsed)
         writes.append(self._write(self.store.complete_task, task_id, result.result_profile, profile))
+        self.metrics.stage(stage.name, profile)
         turn.state.update(result.outputs)
         turn.timings.append({"task_name": stage.name, "model": stage.model, **profile})
         if "transcript" in result.outputs and not result.outputs["transcript"].strip():
@@ -271,6 +317,7 @@ class ClusterGraph:
     def _failed(self, stage: _Stage, turn: _Turn, writes: list, error: str, ts_start: float,
                 elapsed: float) -> ErrorFrame:
         error = f"stage {stage.name!r} failed: {error}"
+        self.metrics.failed(stage.name)
         writes.append(self._write(self.store.fail_task, turn.request.task_ids[stage.position], error,
                                   {"ts_start": ts_start, "ts_end": ts_start + elapsed}))
         if turn.status == "completed":
@@ -316,6 +363,7 @@ class ClusterGraph:
             profile.update(ttfb_s=(first or time.perf_counter()) - t0, processing_s=elapsed)
             progress["llm_done"] = True
             writes.append(self._write(self.store.complete_task, llm_task, final.result_profile, profile))
+            self.metrics.stage(llm.name, profile)
             turn.state.update(final.outputs)
             turn.timings.append({"task_name": llm.name, "model": llm.model, **profile})
             out.put_nowait(MetricsFrame(stage=llm.name, metrics={"ttfb_s": profile["ttfb_s"], "processing_s": elapsed}))
@@ -358,6 +406,7 @@ class ClusterGraph:
             result_profile = {**calls, "sentences": index, "spoken_text": " ".join(spoken),
                               "audio_seconds": round(samples, 3)}
             writes.append(self._write(self.store.complete_task, tts_task, result_profile, profile))
+            self.metrics.stage(tts.name, profile)
             turn.timings.append({"task_name": tts.name, "model": tts.model, **profile})
             out.put_nowait(MetricsFrame(stage=tts.name, metrics={"ttfb_s": profile["ttfb_s"],
                                                                  "processing_s": profile["processing_s"]}))

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from fastapi import File, Form, HTTPException, Request, UploadFile, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from PIL import Image, UnidentifiedImageError
 from ray import serve
 
@@ -19,12 +19,22 @@ from graphs import audio
 from graphs.cluster_graph import TurnOutcome, TurnRequest
 from graphs.frames import ErrorFrame, StartFrame
 from graphs.http_api import api
-from graphs.latency import model_time, overhead_s, transfer_time, turn_summary
+from graphs.latency import model_time, overhead_s, transfer_time
 from graphs.live import LiveConversation
 from graphs.openai_api import OpenAIAPIArgs, OpenAIEndpoints
-from graphs.trace_store import TaskStatus, TraceStore
+from graphs.pages import TracePages
+from graphs.trace_store import AnnotationError, TraceStore, summarise_turns
 from graphs.tracks import TrackIdError, new_track_id, parse_track_id
 from graphs.vad import VADSettings
+
+
+class Rating(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    turn: int
+    stage: str | None = None
+    score: int = Field(ge=0, le=5)
+    note: str | None = Field(None, max_length=2000)
 
 
 class LiveSettings(BaseModel):
@@ -41,16 +51,9 @@ class LiveSettings(BaseModel):
 
 
 
-def _turn_status(statuses: set[str]) -> str:
-    for status in ("failed", "cancelled", "started", "pending"):
-        if status in statuses:
-            return "running" if status in ("started", "pending") else status
-    return "completed"
-
-
 @serve.deployment(name="OmniServeIngress", max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(api)
-class OmniServeIngress(OpenAIEndpoints):
+class OmniServeIngress(OpenAIEndpoints, TracePages):
     def __init__(self, graphs: dict[str, Any], catalog: list[dict[str, Any]], trace_store_url: str,
                  max_audio_seconds: float, openai_models: dict[str, tuple[str, Any]],
                  openai_args: dict[str, Any]):
@@ -78,18 +81,19 @@ class OmniServeIngress(OpenAIEndpoints):
         track = await asyncio.to_thread(self.store.track, track_id)
         if track is None:
             raise HTTPException(404, f"unknown track {track_id!r}")
-        turns: dict[int, list[dict]] = {}
-        for task in track["tasks"]:
-            turns.setdefault(task["turn"], []).append(task)
-        track["turns"] = [
-            {
-                "turn": turn,
-                "status": _turn_status({t["status"] for t in tasks}),
-                **turn_summary(t["latency_profile"] for t in tasks if t["status"] == TaskStatus.completed.value),
-            }
-            for turn, tasks in sorted(turns.items())
-        ]
+        track["turns"] = summarise_turns(track["tasks"])
         return track
+
+    @api.post("/v1/tracks/{track_id}/annotations", status_code=201)
+    async def annotate(self, track_id: str, rating: Rating) -> dict[str, Any]:
+        """A person's 0-5 rating of a turn, for one stage or overall (stage null), with a note."""
+        if not await asyncio.to_thread(self.store.track_exists, track_id):
+            raise HTTPException(404, f"unknown track {track_id!r}")
+        try:
+            return await asyncio.to_thread(self.store.annotate, track_id, rating.turn, rating.stage, rating.score,
+                                           rating.note)
+        except AnnotationError as exc:
+            raise HTTPException(400, str(exc)) from None
 
     @api.get("/v1/audio/{audio_id}")
     async def audio_file(self, audio_id: str) -> Response:

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from graphs.config import resolve_path
+from graphs.latency import turn_summary
 
 
 class TaskStatus(str, enum.Enum):
@@ -93,6 +94,24 @@ class AudioRecord(_Base):
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class AnnotationRecord(_Base):
+    """A person's rating of one turn, per stage or overall (stage None), as the original annotators gave."""
+
+    __tablename__ = "annotations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
+    track_id: Mapped[str] = mapped_column(ForeignKey("tracks.id"), index=True)
+    turn: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    score: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class AnnotationError(ValueError):
+    pass
 
 
 def _jsonable(value: Any) -> Any:
@@ -273,6 +292,74 @@ class TraceStore:
                 messages.append([{"role": "user", "content": e["user"]}, {"role": "assistant", "content": reply}])
         return [m for pair in messages[-turns:] for m in pair]
 
+    def annotate(self, track_id: str, turn: int, stage: str | None, score: int, note: str | None) -> dict[str, Any]:
+        """Store a rating of a turn that exists, for one of its stages or overall."""
+        if not 0 <= score <= 5:
+            raise AnnotationError(f"score {score} is outside 0-5")
+        with self._session.begin() as s:
+            names = s.scalars(select(TaskRecord.task_name)
+                              .where(TaskRecord.track_id == track_id, TaskRecord.turn == turn)).all()
+            if not names:
+                raise AnnotationError(f"track {track_id!r} has no turn {turn}")
+            if stage is not None and stage not in names:
+                raise AnnotationError(f"turn {turn} has no stage {stage!r}; its stages: {names}")
+            record = AnnotationRecord(track_id=track_id, turn=turn, stage=stage, score=score, note=note)
+            s.add(record)
+            s.flush()
+            return _annotation_dict(record)
+
+    def ratings(self, cluster: str) -> dict[str, dict[str, float]]:
+        """Mean score and count per stage ("overall" for whole turns) over a cluster's tracks."""
+        with self._session() as s:
+            rows = s.execute(
+                select(AnnotationRecord.stage, func.avg(AnnotationRecord.score), func.count())
+                .join(TrackRecord, TrackRecord.id == AnnotationRecord.track_id)
+                .where(TrackRecord.cluster == cluster)
+                .group_by(AnnotationRecord.stage)
+            ).all()
+        return {stage or "overall": {"mean": float(mean), "count": count} for stage, mean, count in rows}
+
+    def tracks(self, cluster: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest tracks with a summary of their turns."""
+        with self._session() as s:
+            query = select(TrackRecord).order_by(TrackRecord.created_at.desc()).limit(limit)
+            if cluster:
+                query = query.where(TrackRecord.cluster == cluster)
+            tracks = s.scalars(query).all()
+            tasks = s.scalars(
+                select(TaskRecord).where(TaskRecord.track_id.in_([t.id for t in tracks]))
+                .order_by(TaskRecord.turn, TaskRecord.position)
+            ).all()
+        by_track: dict[str, list[dict]] = {}
+        for task in tasks:
+            by_track.setdefault(task.track_id, []).append(_task_dict(task))
+        out = []
+        for track in tracks:
+            turns = summarise_turns(by_track.get(track.id, []))
+            out.append({"track_id": track.id, "cluster": track.cluster, "created_at": track.created_at.isoformat(),
+                        "turns": len(turns), "status": turns[-1]["status"] if turns else "empty",
+                        "end_to_end_s": turns[-1].get("end_to_end_s") if turns else None})
+        return out
+
+    def cluster_turns(self, cluster: str, limit: int = 500) -> list[list[dict[str, Any]]]:
+        """The tasks of a cluster's newest turns, one list per turn, for its benchmark page."""
+        with self._session() as s:
+            keys = s.execute(
+                select(TaskRecord.track_id, TaskRecord.turn).where(TaskRecord.cluster == cluster)
+                .group_by(TaskRecord.track_id, TaskRecord.turn)
+                .order_by(func.max(TaskRecord.created_at).desc()).limit(limit)
+            ).all()
+            tracks = {k.track_id for k in keys}
+            tasks = s.scalars(
+                select(TaskRecord).where(TaskRecord.track_id.in_(tracks)).order_by(TaskRecord.position)
+            ).all()
+        wanted = {(k.track_id, k.turn) for k in keys}
+        turns: dict[tuple[str, int], list[dict]] = {}
+        for task in tasks:
+            if (task.track_id, task.turn) in wanted:
+                turns.setdefault((task.track_id, task.turn), []).append(_task_dict(task))
+        return list(turns.values())
+
     def track_exists(self, track_id: str) -> bool:
         with self._session() as s:
             return s.get(TrackRecord, track_id) is not None
@@ -298,6 +385,9 @@ class TraceStore:
                 "updated_at": track.updated_at.isoformat(),
                 "tasks": [_task_dict(t) for t in tasks],
                 "audio": [dict(row._mapping) for row in audio],
+                "annotations": [_annotation_dict(a) for a in s.scalars(
+                    select(AnnotationRecord).where(AnnotationRecord.track_id == track_id)
+                    .order_by(AnnotationRecord.created_at)).all()],
             }
 
 
@@ -317,3 +407,27 @@ def _task_dict(t: TaskRecord) -> dict[str, Any]:
         "created_at": t.created_at.isoformat(),
         "updated_at": t.updated_at.isoformat(),
     }
+
+
+def _annotation_dict(a: AnnotationRecord) -> dict[str, Any]:
+    return {"id": a.id, "turn": a.turn, "stage": a.stage, "score": a.score, "note": a.note,
+            "created_at": a.created_at.isoformat()}
+
+
+def turn_status(statuses: set[str]) -> str:
+    for status in ("failed", "cancelled", "started", "pending"):
+        if status in statuses:
+            return "running" if status in ("started", "pending") else status
+    return "completed"
+
+
+def summarise_turns(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per turn: status and, from its completed tasks, model, transfer and end-to-end time."""
+    turns: dict[int, list[dict]] = {}
+    for task in tasks:
+        turns.setdefault(task["turn"], []).append(task)
+    return [
+        {"turn": turn, "status": turn_status({t["status"] for t in group}),
+         **turn_summary(t["latency_profile"] for t in group if t["status"] == TaskStatus.completed.value)}
+        for turn, group in sorted(turns.items())
+    ]

@@ -9,6 +9,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages: chromium for the trace viewer's browser tests, PortAudio for the client's
+# microphone and speaker. Installed when missing and this user can (root, or sudo).
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+ldconfig -p 2>/dev/null | grep -q libportaudio || missing+=(libportaudio2)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt=(apt-get); [ "$(id -u)" = 0 ] || apt=(sudo -n apt-get)
+  if "${apt[@]}" update -qq && "${apt[@]}" install -y -qq "${missing[@]}"; then :; else
+    echo "warning: could not install ${missing[*]}; the browser tests and the microphone need them" >&2
+  fi
+fi
+
 python=${OMNISERVE_PYTHON:-$(command -v python3.11 || command -v python3)}
 torch_spec=${OMNISERVE_TORCH:-torch==2.13.0}
 

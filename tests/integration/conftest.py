@@ -19,6 +19,7 @@ class Server:
     url: str
     trace_store_url: str
     http: httpx.Client
+    metrics_url: str
 
 
 def free_port() -> int:
@@ -58,10 +59,12 @@ def server(tmp_path_factory):
         "OPENAI_API_KEY": "sk-omniserve-test",
         "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
     }}
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    metrics_port = free_port()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _metrics_export_port=metrics_port)
     try:
         url = deploy(config)
         with httpx.Client(base_url=url, timeout=120) as http:
-            yield Server(url, store_url, http)
+            yield Server(url, store_url, http, f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         ray.shutdown()

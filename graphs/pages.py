@@ -1,0 +1,168 @@
+"""The trace viewer: server-rendered pages over the trace store, charts as plain SVG.
+
+`/tracks` lists conversations, `/tracks/{id}` shows each turn as a waterfall of its tasks
+(model time, transfer time, waiting) with what each stage found, the audio both ways and a form
+to rate the turn; `/clusters/{name}` benchmarks a cluster from its recorded turns.
+"""
+
+import asyncio
+import statistics
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from graphs.http_api import api
+from graphs.latency import model_time, transfer_time, turn_summary
+from graphs.trace_store import TaskStatus, TraceStore, summarise_turns
+from graphs.tracks import TrackIdError, parse_track_id
+
+WIDTH = 720  # px of the time axis
+FILLS = {"model": "#2f6fd6", "transfer": "#b9cdf0", "wait": "#e9ecf2", "failed": "#d64a3f", "cancelled": "#d9b44a"}
+
+_templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": statistics.median(ordered), "max": ordered[-1],
+            "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]}
+
+
+def waterfall(tasks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
+    """One row per task: its span on a shared time axis, split into model, transfer and waiting."""
+    timed = [t["latency_profile"] for t in tasks if "ts_start" in t["latency_profile"] and "ts_end" in t["latency_profile"]]
+    start = min((p["ts_start"] for p in timed), default=0.0)
+    span = max((p["ts_end"] for p in timed), default=start) - start or 1.0
+    scale = WIDTH / span
+    rows = []
+    for task in tasks:
+        p = task["latency_profile"]
+        row = {"name": task["task_name"], "status": task["status"], "error": task["error"], "x": None,
+               "model_ms": model_time(p) * 1000, "transfer_ms": transfer_time(p) * 1000, "total_ms": None,
+               "segments": [], "span_fill": FILLS["wait"]}
+        if "ts_start" in p and "ts_end" in p:
+            row.update(x=(p["ts_start"] - start) * scale, w=(p["ts_end"] - p["ts_start"]) * scale,
+                       total_ms=(p["ts_end"] - p["ts_start"]) * 1000)
+            if task["status"] in (TaskStatus.failed.value, TaskStatus.cancelled.value):
+                row["span_fill"] = FILLS[task["status"]]
+            # Laid out in order: transfer in, model, transfer out; what is left of the span is waiting.
+            x = row["x"]
+            for key, fill in (("transfer_in", "transfer"), ("model_inference", "model"), ("transfer_out", "transfer")):
+                width = p.get(key, 0.0) * scale
+                row["segments"].append({"x": x, "w": width, "fill": FILLS[fill]})
+                x += width
+        rows.append(row)
+    return rows, span
+
+
+def _turn_view(number: int, tasks: list[dict], audio: list[dict], annotations: list[dict]) -> dict[str, Any]:
+    rows, _ = waterfall(tasks)
+    found: dict[str, Any] = {}
+    for task in tasks:
+        profile = task["result_profile"]
+        for key in ("transcript", "reply_text", "image_text"):
+            if key in profile:
+                found.setdefault(key, profile[key])
+        if "chunks" in profile:
+            found["chunks"] = profile["chunks"]
+        if "label" in profile and "summary" in profile:
+            found["emotion"] = profile
+    summary = turn_summary(t["latency_profile"] for t in tasks if t["status"] == TaskStatus.completed.value)
+    return {"number": number, "status": summarise_turns(tasks)[0]["status"], "rows": rows,
+            "end_to_end_s": summary.get("end_to_end_s"), "overhead_s": summary.get("overhead_s"),
+            "transcript": found.get("transcript"), "reply_text": found.get("reply_text"),
+            "image_text": found.get("image_text"), "chunks": found.get("chunks"), "emotion": found.get("emotion"),
+            "audio": [a for a in audio if a["turn"] == number],
+            "annotations": [a for a in annotations if a["turn"] == number]}
+
+
+def _histogram(values: list[float], bins: int = 12) -> tuple[list[dict], list[dict]]:
+    if not values:
+        return [], []
+    low, high = min(values), max(values)
+    width = (high - low) / bins or 1.0
+    counts = [0] * bins
+    for v in values:
+        counts[min(int((v - low) / width), bins - 1)] += 1
+    bar = WIDTH / bins
+    peak = max(counts)
+    bars = [{"x": i * bar, "w": bar, "h": 110 * c / peak, "count": c,
+             "label": f"{(low + i * width) * 1000:.0f}-{(low + (i + 1) * width) * 1000:.0f} ms"}
+            for i, c in enumerate(counts)]
+    ticks = [{"x": i * bar, "label": f"{(low + i * width) * 1000:.0f} ms"} for i in range(0, bins, 3)]
+    return bars, ticks
+
+
+class TracePages:
+    """Mixed into the ingress, which sets `store` and `catalog`."""
+
+    store: TraceStore
+    catalog: dict[str, dict[str, Any]]
+
+    def _render(self, template: str, **context: Any) -> HTMLResponse:
+        return HTMLResponse(_templates.get_template(template).render(clusters=sorted(self.catalog), **context))
+
+    @api.get("/", include_in_schema=False)
+    def home(self) -> RedirectResponse:
+        return RedirectResponse("/tracks")
+
+    @api.get("/tracks", response_class=HTMLResponse, include_in_schema=False)
+    async def tracks_page(self, cluster: str | None = None, status: str | None = None) -> HTMLResponse:
+        tracks = await asyncio.to_thread(self.store.tracks, cluster or None)
+        if status:
+            tracks = [t for t in tracks if t["status"] == status]
+        return self._render("tracks.html", tracks=tracks, cluster=cluster, status=status,
+                            statuses=["completed", "failed", "cancelled", "running"])
+
+    @api.get("/tracks/{track_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def track_page(self, track_id: str) -> HTMLResponse:
+        try:
+            parse_track_id(track_id)
+        except TrackIdError as exc:
+            raise HTTPException(400, str(exc)) from None
+        track = await asyncio.to_thread(self.store.track, track_id)
+        if track is None:
+            raise HTTPException(404, f"unknown track {track_id!r}")
+        numbers = sorted({t["turn"] for t in track["tasks"]})
+        turns = [_turn_view(n, [t for t in track["tasks"] if t["turn"] == n], track["audio"], track["annotations"])
+                 for n in numbers]
+        return self._render("track.html", track=track, turns=turns, width=WIDTH)
+
+    @api.get("/clusters/{cluster}", response_class=HTMLResponse, include_in_schema=False)
+    async def cluster_page(self, cluster: str) -> HTMLResponse:
+        if cluster not in self.catalog:
+            raise HTTPException(404, f"unknown cluster {cluster!r}")
+        turns = await asyncio.to_thread(self.store.cluster_turns, cluster)
+        ratings = await asyncio.to_thread(self.store.ratings, cluster)
+        completed = [t for t in turns if all(task["status"] == TaskStatus.completed.value for task in t)]
+        per_stage: dict[str, dict[str, list[float]]] = {}
+        for turn in completed:
+            for task in turn:
+                p = task["latency_profile"]
+                stage = per_stage.setdefault(task["task_name"], {"model": [], "transfer": [], "ttfb": []})
+                stage["model"].append(model_time(p))
+                stage["transfer"].append(transfer_time(p))
+                if "ttfb_s" in p:
+                    stage["ttfb"].append(p["ttfb_s"])
+        e2e = [turn_summary(task["latency_profile"] for task in turn)["end_to_end_s"] for turn in completed]
+        longest = max((statistics.median(s["model"]) + statistics.median(s["transfer"]) for s in per_stage.values()),
+                      default=1.0) or 1.0
+        ms = lambda v: f"{v * 1000:.1f}"  # noqa: E731
+        stages = []
+        for name, s in per_stage.items():
+            model, transfer = _quantiles(s["model"]), _quantiles(s["transfer"])
+            stages.append({
+                "name": name, "rating": ratings.get(name),
+                "model": " / ".join(ms(model[k]) for k in ("min", "median", "max")),
+                "transfer": " / ".join(ms(transfer[k]) for k in ("min", "median", "max")),
+                "ttfb": ms(statistics.median(s["ttfb"])) if s["ttfb"] else "",
+                "model_median": ms(model["median"]), "transfer_median": ms(transfer["median"]),
+                "model_w": WIDTH * model["median"] / longest, "transfer_w": WIDTH * transfer["median"] / longest,
+            })
+        histogram, ticks = _histogram(e2e)
+        return self._render("cluster.html", cluster=cluster, turns=len(completed), stages=stages, width=WIDTH,
+                            e2e=_quantiles(e2e) if e2e else None, histogram=histogram, ticks=ticks,
+                            overall_rating=ratings.get("overall"))
