@@ -15,7 +15,8 @@ missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 ldconfig -p 2>/dev/null | grep -q libportaudio || missing+=(libportaudio2)
 if [ ${#missing[@]} -gt 0 ]; then
-  apt=(apt-get); [ "$(id -u)" = 0 ] || apt=(sudo -n apt-get)
+  apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
+  [ "$(id -u)" = 0 ] || apt=(sudo -n "${apt[@]}")
   if "${apt[@]}" update -qq && "${apt[@]}" install -y -qq "${missing[@]}"; then :; else
     echo "warning: could not install ${missing[*]}; the browser tests and the microphone need them" >&2
   fi
