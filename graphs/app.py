@@ -34,6 +34,8 @@ class AppArgs(BaseModel):
     trace_store_url: str = "sqlite:///data/omniserve.db"
     max_audio_seconds: float = 120.0
     openai_api: OpenAIAPIArgs = OpenAIAPIArgs()
+    # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); each track becomes a trace.
+    otlp_endpoint: str | None = None
 
 # Model kinds the OpenAI-compatible API serves.
 OPENAI_KINDS = ("speech_to_text", "llm", "text_to_speech", "image_to_text")
@@ -120,7 +122,8 @@ def build_models(config: ClustersConfig, names: list[str]) -> dict[str, Applicat
 
 
 def build_graphs(config: ClustersConfig, enabled: list[str], trace_store_url: str,
-                 models: dict[str, Application] | None = None) -> dict[str, Application]:
+                 models: dict[str, Application] | None = None, otlp_endpoint: str | None = None,
+                 ) -> dict[str, Application]:
     """One ClusterGraph per enabled cluster over the given (or newly bound) model deployments."""
     registry = components()
     models = models if models is not None else build_models(config, config.models_for(enabled))
@@ -133,7 +136,8 @@ def build_graphs(config: ClustersConfig, enabled: list[str], trace_store_url: st
             for step in spec.steps()
         ]
         graphs[cluster] = ClusterGraph.options(name=cluster).bind(
-            cluster, steps, {s.model: models[s.model] for s in spec.flat()}, trace_store_url, spec.history_turns
+            cluster, steps, {s.model: models[s.model] for s in spec.flat()}, trace_store_url, spec.history_turns,
+            otlp_endpoint,
         )
     return graphs
 
@@ -150,7 +154,7 @@ def build_app(args: dict[str, Any]) -> Application:
     names = config.models_for(enabled)
     names += sorted(parsed.openai_api.model_names() - set(names))
     models = build_models(config, names)
-    graphs = build_graphs(config, enabled, parsed.trace_store_url, models)
+    graphs = build_graphs(config, enabled, parsed.trace_store_url, models, parsed.otlp_endpoint)
     openai_models = {name: (_kind(config, name), app) for name, app in models.items()
                      if _kind(config, name) in OPENAI_KINDS}
     return OmniServeIngress.bind(

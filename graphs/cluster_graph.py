@@ -32,6 +32,7 @@ from graphs.frames import (
     TranscriptionFrame, TTSAudioFrame,
 )
 from graphs.latency import model_time, stage_profile, transfer_time
+from graphs.otel import TrackTracer
 from graphs.sentences import SentenceAggregator
 from graphs.trace_store import TaskStatus, TraceStore
 
@@ -192,7 +193,7 @@ class _Metrics:
 @serve.deployment(max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.02})
 class ClusterGraph:
     def __init__(self, cluster: str, steps: list[list[dict[str, Any]]], models: dict[str, Any], trace_store_url: str,
-                 history_turns: int = 0):
+                 history_turns: int = 0, otlp_endpoint: str | None = None):
         self.cluster = cluster
         positions = iter(range(sum(len(step) for step in steps)))
         self.steps = [[_Stage(**s, position=next(positions)) for s in step] for step in steps]
@@ -202,6 +203,7 @@ class ClusterGraph:
         self.store = TraceStore(trace_store_url)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-writer")
         self.metrics = _Metrics(cluster)
+        self.tracer = TrackTracer(otlp_endpoint) if otlp_endpoint else None
 
     def _write(self, fn, *args) -> asyncio.Future:
         return asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
@@ -285,6 +287,14 @@ class ClusterGraph:
         finally:
             self.metrics.turn(-1)
             await asyncio.gather(*writes, history, return_exceptions=turn.status == "cancelled")
+            if self.tracer is not None:
+                await asyncio.to_thread(self._export, request.track_id, turn.status)
+
+    def _export(self, track_id: str, status: str) -> None:
+        track = self.store.track(track_id)
+        number = max(t["turn"] for t in track["tasks"])
+        self.tracer.export_turn(track_id, self.cluster, number, status,
+                                [t for t in track["tasks"] if t["turn"] == number])
 
     async def _inputs(self, stage: _Stage, turn: _Turn, history: asyncio.Future) -> dict[str, Any]:
         if "history" in stage.reads and "history" not in turn.state:
