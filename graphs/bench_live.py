@@ -29,6 +29,7 @@ from websockets.sync.client import connect
 
 from graphs.app import DEFAULT_CLUSTER
 from graphs.audio import decode
+from graphs.launch import serve_locally
 
 QUESTIONS = [
     "What is the capital city of France?",
@@ -127,14 +128,8 @@ def main(argv: list[str] | None = None) -> None:
 
     url = args.url
     if url is None:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        import ray
-
-        from graphs.launch import deploy, read_config
-
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
         with console.status(f"deploying {args.config}"):
-            url = deploy(read_config(args.config))
+            url = serve_locally(args.config)
 
     from graphs.speech_samples import speak
 

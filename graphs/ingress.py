@@ -74,13 +74,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
 
     @api.get("/v1/tracks/{track_id}")
     async def track(self, track_id: str) -> dict[str, Any]:
-        try:
-            parse_track_id(track_id)
-        except TrackIdError as exc:
-            raise HTTPException(400, str(exc)) from None
-        track = await asyncio.to_thread(self.store.track, track_id)
-        if track is None:
-            raise HTTPException(404, f"unknown track {track_id!r}")
+        track = await self._track_or_error(track_id)
         track["turns"] = summarise_turns(track["tasks"])
         return track
 

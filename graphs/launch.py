@@ -7,6 +7,7 @@ it to run exactly the shipped configs, with a different port or database where t
 from __future__ import annotations
 
 import copy
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -54,3 +55,12 @@ def deploy(config: dict[str, Any], timeout_s: float = 600) -> str:
     host = schema.http_options.host
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return f"http://{host}:{schema.http_options.port}"
+
+
+def serve_locally(config_path: str | Path) -> str:
+    """Start a local Ray instance and deploy a serve config on it, as the benchmarks do without --url."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    return deploy(read_config(config_path))

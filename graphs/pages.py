@@ -117,8 +117,8 @@ class TracePages:
         return self._render("tracks.html", tracks=tracks, cluster=cluster, status=status,
                             statuses=["completed", "failed", "cancelled", "running"])
 
-    @api.get("/tracks/{track_id}", response_class=HTMLResponse, include_in_schema=False)
-    async def track_page(self, track_id: str) -> HTMLResponse:
+    async def _track_or_error(self, track_id: str) -> dict[str, Any]:
+        """The track, or the 400/404 that says why there is none."""
         try:
             parse_track_id(track_id)
         except TrackIdError as exc:
@@ -126,6 +126,11 @@ class TracePages:
         track = await asyncio.to_thread(self.store.track, track_id)
         if track is None:
             raise HTTPException(404, f"unknown track {track_id!r}")
+        return track
+
+    @api.get("/tracks/{track_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def track_page(self, track_id: str) -> HTMLResponse:
+        track = await self._track_or_error(track_id)
         numbers = sorted({t["turn"] for t in track["tasks"]})
         turns = [_turn_view(n, [t for t in track["tasks"] if t["turn"] == n], track["audio"], track["annotations"])
                  for n in numbers]
