@@ -205,14 +205,15 @@ def render_report(run: dict[str, Any], plots: list[str]) -> str:
         f"Run at {run['started_at']} against {run['url']}; the benchmark client ran on {machine['platform']} "
         f"with {machine['cpus']} CPUs.", "",
         f"Input: {len(run['inputs'])} utterances from {settings['audio']} ({with_reference} with a reference "
-        f"transcript); {settings['rounds']} rounds, {settings['concurrency']} turns in flight, {settings['warmup']} "
-        f"warm-up turns per cluster not counted"
+        f"transcript); rounds: {settings['rounds']}; turns in flight: {settings['concurrency']}; warm-up turns "
+        f"per cluster, not counted: {settings['warmup']}"
         + (f"; every turn shows {', '.join(settings['images'])}." if settings["images"] else "."), "",
         "Model time is inference inside a model's replica; transfer time the rest of each stage call (serialisation, "
-        "handle hops, queueing); orchestration overhead is the transfer time plus the time no stage ran at all, "
-        "so for stages run one after another, end to end minus model time (graphs/latency.py). Latency figures "
-        "are over completed turns; time to first audio runs from the turn's start in the cluster graph to its "
-        "first reply audio. Failures are listed per cluster.", "",
+        "handle hops, queueing). A turn's model time is the sum over its stages, and streamed stages (the LLM and "
+        "the TTS speaking its sentences) overlap, so it can exceed end to end. Orchestration overhead is the "
+        "transfer time plus the time no stage ran at all (graphs/latency.py). Latency figures are over completed "
+        "turns; time to first audio runs from the turn's start in the cluster graph to its first reply audio. "
+        "Failures are listed per cluster.", "",
         "## Clusters compared", "",
     ]
     lines += _table(COMPARISON_HEADER, comparison_rows(summaries))
