@@ -249,14 +249,10 @@ def main(argv: list[str] | None = None) -> None:
 
     url = args.url
     if url is None:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        import ray
+        from graphs.launch import serve_locally
 
-        from graphs.launch import deploy, read_config
-
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
         with console.status(f"deploying {args.config}"):
-            url = deploy(read_config(args.config))
+            url = serve_locally(args.config)
 
     if utterances is None:
         with console.status("speaking the questions"):
