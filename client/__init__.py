@@ -1,5 +1,5 @@
-"""Talking to an OmniServe server."""
+"""Talking to an OmniServe server: the Python client, and the omni-client command (client.cli)."""
 
-from client.api import OmniServeClient, OmniServeError
+from client.api import OmniServeClient, OmniServeError, ServerUnreachable
 
-__all__ = ["OmniServeClient", "OmniServeError"]
+__all__ = ["OmniServeClient", "OmniServeError", "ServerUnreachable"]

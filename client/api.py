@@ -1,10 +1,17 @@
-"""A small HTTP client for the OmniServe API."""
+"""A small client for the OmniServe API: plain and streamed turns over HTTP, live ones over the WebSocket."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from graphs.frames import EndFrame, ErrorFrame, Frame, StartFrame, from_wire
 
 
 class OmniServeError(RuntimeError):
@@ -17,9 +24,20 @@ class OmniServeError(RuntimeError):
         self.body = body or {}
 
 
+class ServerUnreachable(ConnectionError):
+    """Nothing answered at the server's URL (refused, timed out, no such host)."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"cannot reach the OmniServe server at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
 class OmniServeClient:
-    def __init__(self, url: str = "http://127.0.0.1:8000", timeout: float = 300.0):
-        self.http = httpx.Client(base_url=url, timeout=timeout)
+    def __init__(self, url: str = "http://127.0.0.1:8000", timeout: float = 300.0, api_key: str | None = None):
+        self.url = url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=self.headers)
 
     def __enter__(self) -> OmniServeClient:
         return self
@@ -31,23 +49,54 @@ class OmniServeClient:
                  images: list[tuple[str, bytes]] = (), filename: str = "turn.wav",
                  response_audio: str = "url") -> dict[str, Any]:
         """One turn: speech (and images) in, transcript, reply text, reply audio and timings out."""
-        form = {"response_audio": response_audio}
-        if cluster:
-            form["cluster"] = cluster
+        form, files = self._turn_form(audio, cluster, track_id, images, filename)
+        form["response_audio"] = response_audio
+        return self._json(self._request("POST", "/v1/conversations", data=form, files=files))
+
+    def converse_stream(self, audio: bytes, *, cluster: str | None = None, track_id: str | None = None,
+                        images: list[tuple[str, bytes]] = (), filename: str = "turn.wav") -> Iterator[Frame]:
+        """The same turn as `converse`, as its frames arrive; a refused turn raises before the first."""
+        form, files = self._turn_form(audio, cluster, track_id, images, filename)
+        try:
+            with self.http.stream("POST", "/v1/conversations/stream", data=form, files=files,
+                                  headers={"accept": "application/x-ndjson"}) as response:
+                if not response.is_success:
+                    response.read()
+                    self._raise_for(response)
+                for line in response.iter_lines():
+                    if frame := _parse_frame(line):
+                        yield frame
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(self.url, _reason(exc)) from None
+
+    def live(self, *, cluster: str | None = None, track_id: str | None = None, sample_rate: int = 16_000,
+             allow_interruptions: bool = True, vad: dict[str, Any] | None = None) -> LiveConnection:
+        """Open a live conversation; its opening StartFrame (with the track id) is `.start`."""
+        opening: dict[str, Any] = {"type": "StartFrame", "sample_rate": sample_rate,
+                                   "allow_interruptions": allow_interruptions}
+        if cluster and not track_id:
+            opening["cluster"] = cluster
         if track_id:
-            form["track_id"] = track_id
-        files = [("audio", (filename, audio, "application/octet-stream"))]
-        files += [("images", (name, data, "application/octet-stream")) for name, data in images]
-        return self._json(self.http.post("/v1/conversations", data=form, files=files))
+            opening["track_id"] = track_id
+        if vad:
+            opening["vad"] = vad
+        ws_url = "ws" + self.url.removeprefix("http") + "/v1/conversations/ws"
+        try:
+            ws = connect(ws_url, additional_headers=self.headers, max_size=None, open_timeout=30)
+        except InvalidStatus as exc:
+            raise OmniServeError(exc.response.status_code, f"the WebSocket was refused: {exc}") from None
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            raise ServerUnreachable(self.url, _reason(exc)) from None
+        return LiveConnection(ws, opening)
 
     def track(self, track_id: str) -> dict[str, Any]:
-        return self._json(self.http.get(f"/v1/tracks/{track_id}"))
+        return self._json(self._request("GET", f"/v1/tracks/{track_id}"))
 
     def clusters(self) -> list[dict[str, Any]]:
-        return self._json(self.http.get("/v1/clusters"))["clusters"]
+        return self._json(self._request("GET", "/v1/clusters"))["clusters"]
 
     def audio(self, url: str) -> bytes:
-        response = self.http.get(url)
+        response = self._request("GET", url)
         self._raise_for(response)
         return response.content
 
@@ -56,6 +105,24 @@ class OmniServeClient:
             return self.http.get("/healthz", timeout=5).status_code == 200
         except httpx.TransportError:
             return False
+
+    @staticmethod
+    def _turn_form(audio: bytes, cluster: str | None, track_id: str | None, images: list[tuple[str, bytes]],
+                   filename: str) -> tuple[dict[str, str], list]:
+        form = {}
+        if cluster:
+            form["cluster"] = cluster
+        if track_id:
+            form["track_id"] = track_id
+        files = [("audio", (filename, audio, "application/octet-stream"))]
+        files += [("images", (name, data, "application/octet-stream")) for name, data in images]
+        return form, files
+
+    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            return self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(self.url, _reason(exc)) from None
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
         self._raise_for(response)
@@ -71,3 +138,74 @@ class OmniServeClient:
         except ValueError:
             body, detail = None, response.text
         raise OmniServeError(response.status_code, str(detail), body)
+
+
+class LiveConnection:
+    """A live conversation's WebSocket: PCM16 audio out, frames in (see graphs/live.py for the protocol).
+
+    Sending (from one thread) and receiving (from another) may happen at the same time.
+    """
+
+    def __init__(self, ws: ClientConnection, opening: dict[str, Any]):
+        self._closing = contextlib.ExitStack()
+        self.ws = self._closing.enter_context(ws)
+        try:
+            ws.send(json.dumps(opening))
+            first = self.receive(timeout=60)
+        except BaseException:
+            self._closing.close()
+            raise
+        if not isinstance(first, StartFrame):
+            self._closing.close()
+            raise ConnectionError(f"the server opened with {type(first).__name__}, not a StartFrame")
+        self.start: StartFrame = first
+
+    def __enter__(self) -> LiveConnection:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def send_audio(self, pcm16: bytes) -> None:
+        self.ws.send(pcm16)
+
+    def send_frame(self, frame: Frame) -> None:
+        self.ws.send(json.dumps(frame.to_wire()))
+
+    def receive(self, timeout: float | None = None) -> Frame | None:
+        """The next frame, None if none came within `timeout`; a fatal ErrorFrame raises OmniServeError."""
+        try:
+            message = self.ws.recv(timeout=timeout)
+        except TimeoutError:
+            return None
+        except ConnectionClosed as exc:
+            raise ConnectionError(f"the server closed the conversation ({exc})") from None
+        frame = _parse_frame(message)
+        if isinstance(frame, ErrorFrame) and frame.fatal:
+            raise OmniServeError(frame.status, frame.error)
+        return frame
+
+    def close(self) -> None:
+        """Hang up: an EndFrame tells the server to stop any reply still running."""
+        try:
+            self.ws.send(json.dumps(EndFrame(track_id=self.start.track_id, turn=None, status="hung up").to_wire()))
+        except (ConnectionClosed, OSError):
+            pass
+        self._closing.close()
+
+
+def _parse_frame(message: str | bytes) -> Frame | None:
+    """A frame from the server; None for blank keep-alive lines and frame types this client does not know."""
+    if not message or not message.strip():
+        return None
+    try:
+        return from_wire(json.loads(message))
+    except ValueError:
+        return None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, (httpx.ConnectError, ConnectionRefusedError)) and "refused" in text.lower():
+        return "connection refused (is the server running?)"
+    return text
