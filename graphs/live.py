@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import soxr
 from fastapi import WebSocket, WebSocketDisconnect
+from ray.serve.exceptions import RequestCancelledError
 
 from graphs.frames import (
     AudioRawFrame, EndFrame, ErrorFrame, FrameQueue, ImageFrame, MetricsFrame, StartFrame, StartInterruptionFrame,
@@ -128,6 +129,8 @@ class LiveConversation:
                 if isinstance(frame, MetricsFrame) and not self.start.enable_metrics:
                     continue
                 self.queue.put(frame)
+        except RequestCancelledError:
+            return  # interrupted: the StartInterruptionFrame says so
         except Exception as exc:
             self.queue.put(ErrorFrame(error=f"the turn failed: {type(exc).__name__}: {exc}", status=500))
 

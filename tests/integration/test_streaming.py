@@ -110,6 +110,7 @@ def test_speaking_over_a_reply_stops_it(server):
     second_turn = types.index("StartFrame", interruption)
     assert "TTSAudioFrame" not in types[interruption:second_turn], "no audio of the old reply after the barge-in"
     assert "EndFrame" not in types[:interruption], "the first reply was cut short"
+    assert "ErrorFrame" not in types, "an interruption is not an error"
 
     tasks = server.http.get(f"/v1/tracks/{start['track_id']}").json()["tasks"]
     first = {t["task_name"]: t for t in tasks if t["turn"] == 1}
@@ -120,6 +121,17 @@ def test_speaking_over_a_reply_stops_it(server):
     assert all(t["status"] == "completed" for t in second.values())
     assert {"weather"} <= words(second["speech_to_text"]["result_profile"]["transcript"])
     assert second["hf_llm"]["result_profile"]["history_messages"] == (2 if spoken else 0)
+
+
+def test_a_session_can_turn_interruptions_off(server):
+    with LiveClient(server, cluster=CLUSTER, allow_interruptions=False) as client:
+        client.speak("Tell me a long story about a brave dragon who lived in the mountains.")
+        client.wait_for(is_type("TTSAudioFrame"))
+        client.speak("Stop, tell me about the weather instead.")
+        client.wait_for(is_type("EndFrame", turn=2), timeout=90)
+    assert "StartInterruptionFrame" not in client.types()
+    ends = [f for _, f in client.frames if f["type"] == "EndFrame"]
+    assert [(e["turn"], e["status"]) for e in ends] == [(1, "completed"), (2, "completed")], "the reply was heard out"
 
 
 def test_an_interrupt_frame_stops_the_reply_at_once(server):
