@@ -11,7 +11,7 @@ import soundfile as sf
 from client.cli import main
 from graphs.speech_samples import speak
 from tests.integration.conftest import free_port
-from tests.integration.test_conversation import voiced_seconds, words
+from tests.integration.test_conversation import stages_of, voiced_seconds, words
 from tests.pictures import sign
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
@@ -126,11 +126,11 @@ def test_speaking_over_the_reply_stops_playback(cli, server, recordings, tmp_pat
     assert played_s < received_s, "buffered reply audio was dropped"
     assert 0.3 < played_s < 3.0, "playback stopped soon after the user spoke"
     track_id = track_id_in(out)
-    first = {t["task_name"]: t for t in tasks_of(server, track_id) if t["turn"] == 1}
+    first = stages_of(server, track_id, 1)
     assert first["text_to_speech"]["status"] == "cancelled"
-    second = [t for t in tasks_of(server, track_id) if t["turn"] == 2]
-    assert [t["status"] for t in second] == ["completed"] * 4
-    assert {"weather"} <= words(second[0]["result_profile"]["transcript"])
+    second = stages_of(server, track_id, 2)
+    assert [t["status"] for t in second.values()] == ["completed"] * 4
+    assert {"weather"} <= words(second["speech_to_text"]["result_profile"]["transcript"])
     played, rate = sf.read(output, dtype="float32")
     assert len(played) / rate == pytest.approx(played_s + reply_durations(server, track_id)[2], abs=0.1)
 
@@ -143,7 +143,7 @@ def test_pictures_from_a_camera_and_a_video_reach_the_vision_cluster(cli, server
     code, sent, err = cli("send", recordings / "sign.wav", "--track-cluster", vision, "--video", sign_video)
     assert code == 0, err
     for track_id in (track_id_in(out), track_id_in(sent)):
-        image2text = next(t for t in tasks_of(server, track_id) if t["task_name"] == "image2text")
+        image2text = stages_of(server, track_id)["image2text"]
         assert {"open", "24", "hours"} <= words(image2text["result_profile"]["image_text"])
 
 

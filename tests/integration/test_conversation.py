@@ -28,6 +28,12 @@ def post(server, audio: bytes | None, filename="turn.wav", **form):
     return server.http.post("/v1/conversations", data=form, files=files or None)
 
 
+def stages_of(server, track_id: str, turn: int = 1) -> dict[str, dict]:
+    """One turn's task records, by stage name."""
+    tasks = server.http.get(f"/v1/tracks/{track_id}").json()["tasks"]
+    return {t["task_name"]: t for t in tasks if t["turn"] == turn}
+
+
 def voiced_seconds(samples: np.ndarray, rate: int, frame_s: float = 0.02, threshold: float = 0.01) -> float:
     n = int(rate * frame_s)
     frames = samples[: len(samples) // n * n].reshape(-1, n)

@@ -3,12 +3,8 @@
 import pytest
 
 from graphs.speech_samples import speak
-from tests.integration.test_conversation import post, words
+from tests.integration.test_conversation import post, stages_of, words
 from tests.pictures import astronaut, sign
-
-
-def tasks_of(server, track_id):
-    return {t["task_name"]: t for t in server.http.get(f"/v1/tracks/{track_id}").json()["tasks"]}
 
 
 @pytest.mark.parametrize("cluster,stages", [
@@ -23,7 +19,7 @@ def test_quantized_clusters(server, cluster, stages):
     assert body["reply_text"] and body["reply_audio"]["duration_s"] > 0.5
     assert [s["task_name"] for s in body["timings"]["stages"]] == stages
     assert (body["emotion"] is None) == ("emotion_detection" not in stages)
-    llm = tasks_of(server, body["track_id"])["quantization_llm"]
+    llm = stages_of(server, body["track_id"])["quantization_llm"]
     assert llm["result_profile"]["quantization"] == "auto" and llm["result_profile"]["tokens_per_s"] > 0
 
 
@@ -36,7 +32,7 @@ def test_emotion_fuses_words_voice_and_face(server):
     assert emotion["modalities"]["face"]["label"] == "happy"
     assert emotion["modalities"]["text"]["sentiment"] == "positive"
     assert emotion["modalities"]["audio"]["speaking_rate_wps"] > 0
-    llm = tasks_of(server, response.json()["track_id"])["hf_llm"]
+    llm = stages_of(server, response.json()["track_id"])["hf_llm"]
     assert emotion["summary"] in llm["result_profile"]["prompt"]
 
 
@@ -44,7 +40,7 @@ def test_retrieval_cluster_answers_from_the_right_document(server):
     response = post(server, speak("When does the Riverside library open on Saturdays?"),
                     cluster="CLUSTER_HF_RAG_ETE_CONVERSATION")
     assert response.status_code == 200, response.text
-    tasks = tasks_of(server, response.json()["track_id"])
+    tasks = stages_of(server, response.json()["track_id"])
     chunks = tasks["rag"]["result_profile"]["chunks"]
     assert chunks[0]["source"] == "library.md"
     assert "10 am" in tasks["hf_llm"]["result_profile"]["prompt"], "the library chunk reached the LLM"
@@ -55,7 +51,7 @@ def test_vision_cluster_reads_the_pictures(server):
     response = post(server, speak("What does this sign say?"), cluster="CLUSTER_HF_VISION_ETE_CONVERSATION",
                     images=[("sign.png", sign()), ("me.png", astronaut())])
     assert response.status_code == 200, response.text
-    tasks = tasks_of(server, response.json()["track_id"])
+    tasks = stages_of(server, response.json()["track_id"])
     image_text = tasks["image2text"]["result_profile"]["image_text"]
     assert {"open", "24", "hours"} <= words(image_text)
     assert "happy" in image_text

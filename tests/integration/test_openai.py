@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from graphs.speech_samples import speak
-from tests.integration.test_conversation import post, voiced_seconds, words
+from tests.integration.test_conversation import post, stages_of, voiced_seconds, words
 from tests.pictures import sign
 
 
@@ -97,7 +97,7 @@ def test_openai_clusters_end_to_end(server, cluster, llm):
     body = response.json()
     assert {"capital", "france"} <= words(body["transcript"])
     assert body["reply_text"] and body["reply_audio"]["duration_s"] > 0.5
-    tasks = {t["task_name"]: t for t in server.http.get(f"/v1/tracks/{body['track_id']}").json()["tasks"]}
+    tasks = stages_of(server, body["track_id"])
     assert list(tasks) == ["speech_to_text", llm, "text_to_speech"]
     for name, task in tasks.items():
         api_s = task["result_profile"]["api_processing_s"]
@@ -114,7 +114,7 @@ def test_gpt_4o_cluster_sends_the_pictures(server):
     response = post(server, speak("What does this sign say?"), cluster="CLUSTER_GPT_4O_ETE_CONVERSATION",
                     images=[("sign.png", sign())])
     assert response.status_code == 200, response.text
-    tasks = {t["task_name"]: t for t in server.http.get(f"/v1/tracks/{response.json()['track_id']}").json()["tasks"]}
+    tasks = stages_of(server, response.json()["track_id"])
     assert tasks["gpt_4o"]["result_profile"]["images"] == 1
 
 
@@ -122,7 +122,7 @@ def test_gpt_35_rag_cluster_retrieves_before_asking(server):
     response = post(server, speak("When does the Riverside library open on Saturdays?"),
                     cluster="CLUSTER_GPT_35_RAG_ETE_CONVERSATION")
     assert response.status_code == 200, response.text
-    tasks = {t["task_name"]: t for t in server.http.get(f"/v1/tracks/{response.json()['track_id']}").json()["tasks"]}
+    tasks = stages_of(server, response.json()["track_id"])
     assert tasks["rag"]["result_profile"]["chunks"][0]["source"] == "library.md"
     assert "10 am" in tasks["gpt_35"]["result_profile"]["prompt"]
 

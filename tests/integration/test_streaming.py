@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from graphs.audio import decode
+from graphs.audio import decode, to_pcm16
 from graphs.speech_samples import speak
-from tests.integration.test_conversation import post, words
+from tests.integration.test_conversation import post, stages_of, words
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
 CHUNK_S = 0.02
@@ -52,7 +52,7 @@ class LiveClient:
         step = int(16_000 * CHUNK_S)
         t0 = time.perf_counter()
         for i, start in enumerate(range(0, len(audio), step)):
-            self.ws.send((np.clip(audio[start:start + step], -1, 1) * 32767).astype("<i2").tobytes())
+            self.ws.send(to_pcm16(audio[start:start + step]))
             time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))  # real-time pace
 
     def wait_for(self, predicate, timeout=60.0) -> dict:
@@ -112,12 +112,11 @@ def test_speaking_over_a_reply_stops_it(server):
     assert "EndFrame" not in types[:interruption], "the first reply was cut short"
     assert "ErrorFrame" not in types, "an interruption is not an error"
 
-    tasks = server.http.get(f"/v1/tracks/{start['track_id']}").json()["tasks"]
-    first = {t["task_name"]: t for t in tasks if t["turn"] == 1}
+    first = stages_of(server, start["track_id"], 1)
     assert first["text_to_speech"]["status"] == "cancelled"
     assert first["text_to_speech"]["result_profile"]["interrupted"]
     spoken = first["text_to_speech"]["result_profile"]["spoken_text"]
-    second = {t["task_name"]: t for t in tasks if t["turn"] == 2}
+    second = stages_of(server, start["track_id"], 2)
     assert all(t["status"] == "completed" for t in second.values())
     assert {"weather"} <= words(second["speech_to_text"]["result_profile"]["transcript"])
     assert second["hf_llm"]["result_profile"]["history_messages"] == (2 if spoken else 0)
