@@ -26,7 +26,7 @@ from ray import serve
 
 from deployments.base import KINDS, StageOutput
 from deployments.llm_service import render_slot
-from graphs.audio import MODEL_RATE, encode_wav
+from graphs.audio import MODEL_RATE, encode_wav, from_pcm16, to_pcm16
 from graphs.frames import (
     EmotionFrame, EndFrame, ErrorFrame, Frame, LLMTextFrame, MetricsFrame, StartFrame, SyncFrame, TextFrame,
     TranscriptionFrame, TTSAudioFrame,
@@ -105,6 +105,7 @@ class _Turn:
     audio: list[np.ndarray] = field(default_factory=list)
     audio_rate: int | None = None
     first_audio_at: float | None = None
+    reply_audio: dict[str, Any] | None = None  # the stored reply: id, sample_rate, duration_s, wav
     metrics: dict[str, float] = field(default_factory=dict)
 
     def sent(self, frame: Frame) -> None:
@@ -117,7 +118,7 @@ class _Turn:
             self.metrics["time_to_first_audio_s"] = self.first_audio_at - since
         if frame.sentence >= len(self.spoken):
             self.spoken.append(frame.text)
-        self.audio.append(np.frombuffer(frame.audio, dtype="<i2").astype(np.float32) / 32767)
+        self.audio.append(from_pcm16(frame.audio))
         self.audio_rate = frame.sample_rate
 
 
@@ -128,10 +129,9 @@ def _error_text(exc: BaseException) -> str:
 
 def _audio_frames(audio: dict[str, Any], sentence: int, text: str) -> list[TTSAudioFrame]:
     samples, rate = audio["samples"], audio["sample_rate"]
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
     step = int(rate * AUDIO_CHUNK_S)
-    return [TTSAudioFrame(audio=pcm[i:i + step].tobytes(), sample_rate=rate, sentence=sentence, text=text)
-            for i in range(0, max(len(pcm), 1), step)]
+    return [TTSAudioFrame(audio=to_pcm16(samples[i:i + step]), sample_rate=rate, sentence=sentence, text=text)
+            for i in range(0, max(len(samples), 1), step)]
 
 
 def _output_frames(stage: _Stage, outputs: dict[str, Any]) -> list[Frame]:
@@ -215,10 +215,8 @@ class ClusterGraph:
             end = frame
         outputs = {k: v for k, v in turn.state.items() if k not in ("audio", "images", "history", "reply_audio")}
         reply_audio = None
-        if turn.audio and turn.status == "completed":
-            reply_audio = {"id": end.reply_audio_url.rsplit("/", 1)[1], "sample_rate": turn.audio_rate,
-                           "duration_s": round(sum(map(len, turn.audio)) / turn.audio_rate, 3),
-                           "wav": self._reply_wav(turn) if request.inline_audio else None}
+        if turn.reply_audio and turn.status == "completed":
+            reply_audio = {**turn.reply_audio, "wav": turn.reply_audio["wav"] if request.inline_audio else None}
         return TurnOutcome(turn.status, request.track_id, self.cluster, end.turn, outputs, turn.timings,
                            time.perf_counter() - turn.started, turn.error, reply_audio, turn.metrics)
 
@@ -267,9 +265,11 @@ class ClusterGraph:
             number, _ = await begun
             url = None
             if turn.audio:
-                audio_id = await self._write(self.store.add_audio, request.track_id, number, "reply",
-                                             self._reply_wav(turn), "audio/wav", turn.audio_rate,
-                                             round(sum(map(len, turn.audio)) / turn.audio_rate, 3))
+                wav = encode_wav(np.concatenate(turn.audio), turn.audio_rate)
+                duration = round(sum(map(len, turn.audio)) / turn.audio_rate, 3)
+                audio_id = await self._write(self.store.add_audio, request.track_id, number, "reply", wav,
+                                             "audio/wav", turn.audio_rate, duration)
+                turn.reply_audio = {"id": audio_id, "sample_rate": turn.audio_rate, "duration_s": duration, "wav": wav}
                 url = f"/v1/audio/{audio_id}"
             turn.metrics["total_reply_s"] = time.perf_counter() - turn.started
             if "time_to_first_audio_s" in turn.metrics:
@@ -452,7 +452,3 @@ class ClusterGraph:
         finally:
             for w in workers:
                 w.cancel()
-
-    @staticmethod
-    def _reply_wav(turn: _Turn) -> bytes:
-        return encode_wav(np.concatenate(turn.audio), turn.audio_rate)
