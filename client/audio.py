@@ -22,6 +22,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from graphs.audio import from_pcm16, to_pcm16
+
 SEND_RATE = 16_000  # what the server's VAD and Whisper work at
 CHUNK_S = 0.02
 
@@ -39,19 +41,6 @@ def read_mono(data: bytes | str | Path, rate: int | None = None) -> tuple[np.nda
         return soxr.resample(mono, file_rate, rate).astype(np.float32), rate
     return mono, file_rate
 
-
-def to_pcm16(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-
-
-def to_wav(samples: np.ndarray, rate: int) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
-def from_pcm16(data: bytes) -> np.ndarray:
-    return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
 
 
 def _sounddevice():

@@ -20,13 +20,11 @@ from rich.console import Console
 from rich.text import Text
 
 from client.api import OmniServeClient, OmniServeError, ServerUnreachable
-from client.audio import (
-    AudioDeviceError, AudioSink, FileSink, FileSource, MicrophoneSource, SpeakerSink, from_pcm16, read_mono, to_pcm16,
-    to_wav,
-)
+from client.audio import AudioDeviceError, AudioSink, FileSink, FileSource, MicrophoneSource, SpeakerSink, read_mono
 from client.camera import Camera, CameraError, video_frames
 from client.show import TurnView, clusters_table, track_tables
 from client.talk import LiveTalk, TurnTaking
+from graphs.audio import encode_wav, from_pcm16, to_pcm16
 from graphs.frames import EndFrame, TTSAudioFrame
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -167,7 +165,7 @@ def streamed_turn(client: OmniServeClient, turn: dict[str, Any], view: TurnView,
         waiting.stop()
     if end is None:
         raise ConnectionError("the stream ended before the turn did")
-    wav = to_wav(from_pcm16(b"".join(pcm)), rate) if pcm else None
+    wav = encode_wav(from_pcm16(b"".join(pcm)), rate) if pcm else None
     return end.track_id, end.turn, end.status, wav
 
 

@@ -11,9 +11,10 @@ import soxr
 from websockets.exceptions import ConnectionClosed
 
 from client.api import LiveConnection
-from client.audio import AudioSink, AudioSource, from_pcm16
+from client.audio import AudioSink, AudioSource
 from client.camera import Camera
 from client.show import TurnView
+from graphs.audio import from_pcm16
 from graphs.frames import EndFrame, Frame, ImageFrame, StartFrame, StartInterruptionFrame, TTSAudioFrame
 
 

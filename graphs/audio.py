@@ -52,6 +52,16 @@ def decode(data: bytes, target_rate: int = MODEL_RATE, max_seconds: float | None
     return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), rate, media_type)
 
 
+def to_pcm16(samples: np.ndarray) -> bytes:
+    """Float audio as the wire's raw audio: 16-bit little-endian PCM."""
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def from_pcm16(data: bytes) -> np.ndarray:
+    """The wire's raw audio back to float32 (a trailing odd byte is ignored)."""
+    return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32767
+
+
 def encode_wav(samples: np.ndarray, rate: int) -> bytes:
     return encode(samples, rate, "wav")[0]
 
@@ -73,7 +83,7 @@ def encode(samples: np.ndarray, rate: int, fmt: str) -> tuple[bytes, str]:
     if out_rate and out_rate != rate:
         samples, rate = soxr.resample(samples, rate, out_rate), out_rate
     if container is None:  # raw signed 16-bit little-endian
-        return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes(), media_type
+        return to_pcm16(samples), media_type
     buffer = io.BytesIO()
     sf.write(buffer, samples, rate, format=container, subtype=subtype)
     return buffer.getvalue(), media_type

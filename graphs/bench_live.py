@@ -28,7 +28,7 @@ from rich.table import Table
 from websockets.sync.client import connect
 
 from graphs.app import DEFAULT_CLUSTER
-from graphs.audio import decode
+from graphs.audio import decode, to_pcm16
 from graphs.launch import serve_locally
 
 QUESTIONS = [
@@ -57,7 +57,7 @@ class _Live:
         for i, start in enumerate(range(0, len(padded), step)):
             if start >= len(audio) and ended is None:
                 ended = time.time()
-            self.ws.send((np.clip(padded[start:start + step], -1, 1) * 32767).astype("<i2").tobytes())
+            self.ws.send(to_pcm16(padded[start:start + step]))
             time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))
             self._drain()
         return ended

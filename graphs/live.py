@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import soxr
 from fastapi import WebSocket, WebSocketDisconnect
 from ray.serve.exceptions import RequestCancelledError
 
+from graphs.audio import from_pcm16
 from graphs.frames import (
     AudioRawFrame, EndFrame, ErrorFrame, FrameQueue, ImageFrame, MetricsFrame, StartFrame, StartInterruptionFrame,
     StopInterruptionFrame, TTSAudioFrame, from_wire,
@@ -95,7 +95,7 @@ class LiveConversation:
                 self.queue.put(ErrorFrame(error=f"{type(frame).__name__} is not something a client sends", status=400))
 
     async def _audio(self, pcm: bytes) -> None:
-        samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
+        samples = from_pcm16(pcm)
         if self.sample_rate != RATE:
             samples = soxr.resample(samples, self.sample_rate, RATE)
         for event in self.segmenter.feed(samples, time.time()):

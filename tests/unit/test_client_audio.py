@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from client.audio import FileSink, FileSource, PlaybackBuffer, from_pcm16, to_pcm16
+from client.audio import FileSink, FileSource, PlaybackBuffer
+from graphs.audio import from_pcm16, to_pcm16
 from client.talk import TurnTaking
 
 RATE = 16_000
