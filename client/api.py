@@ -11,7 +11,7 @@ import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from graphs.frames import EndFrame, ErrorFrame, Frame, StartFrame, from_wire
+from omniwire.frames import EndFrame, ErrorFrame, Frame, StartFrame, from_wire
 
 
 class OmniServeError(RuntimeError):
@@ -141,7 +141,7 @@ class OmniServeClient:
 
 
 class LiveConnection:
-    """A live conversation's WebSocket: PCM16 audio out, frames in (see graphs/live.py for the protocol).
+    """A live conversation's WebSocket: PCM16 audio out, frames in (see graphs/api/live.py for the protocol).
 
     Sending (from one thread) and receiving (from another) may happen at the same time.
     """

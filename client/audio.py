@@ -9,7 +9,6 @@ hardware. sounddevice is imported only by the hardware pair, so the rest works w
 
 from __future__ import annotations
 
-import io
 import queue
 import threading
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from graphs.audio import from_pcm16, to_pcm16
+from omniwire.audio import decode, from_pcm16, to_pcm16
 
 SEND_RATE = 16_000  # what the server's VAD and Whisper work at
 CHUNK_S = 0.02
@@ -30,16 +29,6 @@ CHUNK_S = 0.02
 
 class AudioDeviceError(RuntimeError):
     """No usable microphone or speaker (PortAudio missing, no such device)."""
-
-
-def read_mono(data: bytes | str | Path, rate: int | None = None) -> tuple[np.ndarray, int]:
-    """Any file soundfile reads, as mono float32, resampled to `rate` if given."""
-    source = io.BytesIO(data) if isinstance(data, bytes) else data
-    samples, file_rate = sf.read(source, dtype="float32", always_2d=True)
-    mono = samples.mean(axis=1)
-    if rate and rate != file_rate:
-        return soxr.resample(mono, file_rate, rate).astype(np.float32), rate
-    return mono, file_rate
 
 
 
@@ -93,7 +82,7 @@ class FileSource(AudioSource):
     def __init__(self, paths: Sequence[str | Path], rate: int = SEND_RATE, chunk_s: float = CHUNK_S,
                  may_start: Callable[[float], bool] | None = None):
         super().__init__(rate, chunk_s)
-        self.utterances = [self._padded(read_mono(path, rate)[0]) for path in paths]
+        self.utterances = [self._padded(decode(path, rate).samples) for path in paths]
         self.may_start = may_start or (lambda ended: True)
         self._next = 0  # index of the next utterance to start
         self._current: np.ndarray | None = None

@@ -20,12 +20,12 @@ from rich.console import Console
 from rich.text import Text
 
 from client.api import OmniServeClient, OmniServeError, ServerUnreachable
-from client.audio import AudioDeviceError, AudioSink, FileSink, FileSource, MicrophoneSource, SpeakerSink, read_mono
+from client.audio import AudioDeviceError, AudioSink, FileSink, FileSource, MicrophoneSource, SpeakerSink
 from client.camera import Camera, CameraError, video_frames
 from client.show import TurnView, clusters_table, track_tables
 from client.talk import LiveTalk, TurnTaking
-from graphs.audio import encode_wav, from_pcm16, to_pcm16
-from graphs.frames import EndFrame, TTSAudioFrame
+from omniwire.audio import decode, encode_wav, from_pcm16, to_pcm16
+from omniwire.frames import EndFrame, TTSAudioFrame
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
@@ -117,7 +117,8 @@ def send_turns(args: argparse.Namespace, client: OmniServeClient, console: Conso
             save.mkdir(parents=True, exist_ok=True)
             (save / f"{number:02d}-{path.stem}-reply.wav").write_bytes(reply)
         if reply and sink and not args.stream:
-            samples, rate = read_mono(reply)
+            reply_audio = decode(reply, target_rate=None)
+            samples, rate = reply_audio.samples, reply_audio.rate
             sink.play(to_pcm16(samples), rate)
         if sink:
             sink.drain()

@@ -11,10 +11,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from graphs.frames import (
-    EmotionFrame, EndFrame, ErrorFrame, Frame, LLMTextFrame, MetricsFrame, StartFrame, TextFrame, TranscriptionFrame,
+from omniwire.frames import (
+    EmotionFrame,
+    EndFrame,
+    ErrorFrame,
+    Frame,
+    LLMTextFrame,
+    MetricsFrame,
+    StartFrame,
+    TextFrame,
+    TranscriptionFrame,
 )
-from graphs.latency import model_time, transfer_time, wait_time
+from omniwire.profile import model_time, transfer_time, wait_time
 
 
 def ms(seconds: float | None) -> str:

@@ -10,42 +10,117 @@ import asyncio
 import importlib
 import pkgutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
+
+from deployments.sentences import SentenceAggregator
+from omniwire.audio import to_pcm16
+from omniwire.frames import EmotionFrame, Frame, LLMTextFrame, TextFrame, TranscriptionFrame, TTSAudioFrame
+
+AUDIO_CHUNK_S = 0.5  # reply audio goes out in frames of this length
+
+
+def render_slot(name: str, value: Any) -> str:
+    """A slot as text: for prompts, and for the frames that show it."""
+    if name == "emotion":
+        return value.get("summary", "") if isinstance(value, dict) else str(value)
+    if name == "context" and isinstance(value, list):
+        return "\n".join(f"[{c.get('source', '?')}] {c.get('text', '')}" for c in value)
+    return str(value)
+
+
+def _audio_frames(stage: str, outputs: dict[str, Any], piece: int) -> list[Frame]:
+    audio = outputs["reply_audio"]
+    samples, rate = audio["samples"], audio["sample_rate"]
+    step = int(rate * AUDIO_CHUNK_S)
+    text = outputs.get("reply_text", "")
+    return [TTSAudioFrame(audio=to_pcm16(samples[i:i + step]), sample_rate=rate, sentence=piece, text=text)
+            for i in range(0, max(len(samples), 1), step)]
+
+
+# The frames a slot's value becomes, as (stage name, the stage's outputs, piece index) -> frames.
+# A streamed slot's pieces go through the same function, one piece at a time.
+SLOT_FRAMES: dict[str, Callable[[str, dict[str, Any], int], list[Frame]]] = {
+    "transcript": lambda stage, out, _: [TranscriptionFrame(text=out["transcript"], stage=stage)],
+    "emotion": lambda stage, out, _: [EmotionFrame(emotion=out["emotion"])],
+    "context": lambda stage, out, _: [TextFrame(text=render_slot("context", out["context"]), stage=stage)],
+    "image_text": lambda stage, out, _: [TextFrame(text=render_slot("image_text", out["image_text"]), stage=stage)],
+    "reply_text": lambda stage, out, _: [LLMTextFrame(text=out["reply_text"], stage=stage)],
+    "reply_audio": _audio_frames,
+}
+
+
+class Chunker(Protocol):
+    def push(self, piece: str) -> list[str]: ...
+
+    def flush(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """A slot a kind can take piece by piece, one call per piece, as its upstream produces it."""
+
+    slot: str
+    chunker: Callable[[], Chunker]  # cuts the upstream's pieces where a call can start
+    pieces_key: str  # the record's count of calls
+    text_key: str  # the record's text of the pieces handled (what was spoken, for the history)
+    summed: tuple[str, ...] = ()  # profile values that add up over the calls; the rest are the same each time
 
 
 @dataclass(frozen=True)
 class Contract:
-    """Which turn slots a kind of stage needs, may use, and fills."""
+    """Which turn slots a kind of stage needs, may use, and fills; which of them become frames,
+    in order; and how the kind streams: `streams` is a slot it hands out in pieces while it runs
+    (`run_stream`), `incremental` a slot it can take in pieces. A kind that streams a slot into
+    the next stage's incremental slot runs side by side with it (an LLM's sentences spoken as they
+    are written), whatever the kinds are."""
 
     consumes: frozenset[str]
     produces: frozenset[str]
     accepts: frozenset[str] = frozenset()
+    frames: tuple[str, ...] = ()
+    streams: str | None = None
+    incremental: Incremental | None = None
+
+    def output_frames(self, stage: str, outputs: dict[str, Any], piece: int = 0) -> list[Frame]:
+        return [frame for slot in self.frames if slot in outputs for frame in SLOT_FRAMES[slot](stage, outputs, piece)]
+
+    def feeds(self, downstream: Contract) -> bool:
+        return self.streams is not None and downstream.incremental is not None \
+            and downstream.incremental.slot == self.streams
 
 
 # Slots a request brings before any stage runs.
 REQUEST_SLOTS = frozenset({"audio", "images", "history"})
 
 KINDS: dict[str, Contract] = {
-    "speech_to_text": Contract(frozenset({"audio"}), frozenset({"transcript"})),
+    "speech_to_text": Contract(frozenset({"audio"}), frozenset({"transcript"}), frames=("transcript",)),
     "emotion": Contract(
-        frozenset({"transcript"}), frozenset({"emotion"}), frozenset({"audio", "images"})
+        frozenset({"transcript"}), frozenset({"emotion"}), frozenset({"audio", "images"}), frames=("emotion",)
     ),
-    "retrieval": Contract(frozenset({"transcript"}), frozenset({"context"})),
-    "image_to_text": Contract(frozenset({"images"}), frozenset({"image_text"})),
+    "retrieval": Contract(frozenset({"transcript"}), frozenset({"context"}), frames=("context",)),
+    "image_to_text": Contract(frozenset({"images"}), frozenset({"image_text"}), frames=("image_text",)),
     "llm": Contract(
         frozenset({"transcript"}),
         frozenset({"reply_text"}),
         frozenset({"emotion", "context", "image_text", "images", "history"}),
+        frames=("reply_text",),
+        streams="reply_text",
     ),
-    "text_to_speech": Contract(frozenset({"reply_text"}), frozenset({"reply_audio"})),
+    "text_to_speech": Contract(
+        frozenset({"reply_text"}), frozenset({"reply_audio"}), frames=("reply_audio",),
+        incremental=Incremental("reply_text", SentenceAggregator, pieces_key="sentences", text_key="spoken_text",
+                                summed=("api_processing_s", "characters", "retries", "audio_seconds")),
+    ),
     # Speech in, speech out, in one stage: an audio-capable chat model, or STT, LLM and TTS composed.
     "voice_to_voice": Contract(
         frozenset({"audio"}),
         frozenset({"transcript", "reply_text", "reply_audio"}),
         frozenset({"image_text", "emotion", "images", "history"}),
+        frames=("transcript", "reply_text", "reply_audio"),
     ),
 }
 
@@ -127,6 +202,8 @@ def register(name: str):
     def wrap(cls: type[Component]) -> type[Component]:
         if cls.kind not in KINDS:
             raise TypeError(f"{cls.__name__}.kind {cls.kind!r} is not one of {sorted(KINDS)}")
+        if KINDS[cls.kind].streams and not hasattr(cls, "run_stream"):
+            raise TypeError(f"{cls.__name__}: kind {cls.kind!r} streams {KINDS[cls.kind].streams!r}, so it needs run_stream")
         existing = _COMPONENTS.get(name)
         if existing is not None and existing.__qualname__ != cls.__qualname__:
             raise ValueError(f"component name {name!r} is taken by {existing.__qualname__}")

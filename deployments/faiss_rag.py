@@ -9,7 +9,13 @@ from pydantic import Field
 
 from deployments.base import StrictModel, auto_device, register
 from deployments.rag_index import (
-    INDEX_NAME, MANIFEST, MINILM, DocumentIndex, Embedder, index_dir, not_ingested,
+    INDEX_NAME,
+    MANIFEST,
+    MINILM,
+    DocumentIndex,
+    Embedder,
+    index_dir,
+    not_ingested,
     open_index,
 )
 from deployments.retrieval_service import RetrievalService

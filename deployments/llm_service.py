@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import string
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from deployments.base import Component, StageOutput, StrictModel
+from deployments.base import Component, StageOutput, StrictModel, render_slot
+from deployments.sentences import trim_to_sentence
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are OmniServe, a friendly voice assistant. Your answer is spoken aloud, so reply in "
@@ -18,9 +18,6 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 # Placeholders a prompt template may use, each filled from the turn slot of the same name.
 TEMPLATE_FIELDS = ("transcript", "emotion", "context", "image_text")
-
-_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
-
 
 class GenerationSettings(StrictModel):
     max_new_tokens: int | None = None  # None: the model's configured limit
@@ -34,20 +31,6 @@ class LLMParams(GenerationSettings):
 
 def template_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-
-
-def render_slot(name: str, value: Any) -> str:
-    if name == "emotion":
-        return value.get("summary", "") if isinstance(value, dict) else str(value)
-    if name == "context" and isinstance(value, list):
-        return "\n".join(f"[{c.get('source', '?')}] {c.get('text', '')}" for c in value)
-    return str(value)
-
-
-def trim_to_sentence(text: str) -> str:
-    """Drop a trailing half sentence left by the token limit; it sounds broken when spoken."""
-    ends = list(_SENTENCE_END.finditer(text))
-    return text[: ends[-1].end()] if ends else text
 
 
 class LLMService(Component):

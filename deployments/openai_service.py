@@ -24,6 +24,22 @@ class OpenAIOptions(StrictModel):
     max_retries: int = 3
 
 
+def missing_key(env: str) -> str | None:
+    """Why no client can be made with the key in `env`, or None."""
+    if os.environ.get(env):
+        return None
+    return (f"{env} is not set; set it (and OPENAI_BASE_URL to use an OpenAI-compatible server "
+            "such as this one's /v1) to enable this cluster")
+
+
+def openai_client(api_key_env: str, base_url: str | None, timeout_s: float, max_retries: int):
+    from openai import OpenAI
+
+    if reason := missing_key(api_key_env):
+        raise RuntimeError(reason)
+    return OpenAI(api_key=os.environ[api_key_env], base_url=base_url, timeout=timeout_s, max_retries=max_retries)
+
+
 class OpenAIService:
     """Mixin for components whose Options derive from OpenAIOptions."""
 
@@ -31,20 +47,11 @@ class OpenAIService:
 
     @classmethod
     def unavailable_reason(cls, options: dict[str, Any]) -> str | None:
-        env = cls.Options.model_validate(options).api_key_env
-        if os.environ.get(env):
-            return None
-        return (f"{env} is not set; set it (and OPENAI_BASE_URL to use an OpenAI-compatible server "
-                "such as this one's /v1) to enable this cluster")
+        return missing_key(cls.Options.model_validate(options).api_key_env)
 
     def _connect(self) -> None:
-        from openai import OpenAI
-
         opts = self.options
-        key = os.environ.get(opts.api_key_env)
-        if not key:
-            raise RuntimeError(self.unavailable_reason(opts.model_dump()))
-        self.client = OpenAI(api_key=key, base_url=opts.base_url, timeout=opts.timeout_s, max_retries=opts.max_retries)
+        self.client = openai_client(opts.api_key_env, opts.base_url, opts.timeout_s, opts.max_retries)
 
     @staticmethod
     def _call(endpoint, **kwargs) -> tuple[Any, dict[str, Any]]:

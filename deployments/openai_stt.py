@@ -24,7 +24,7 @@ class OpenAISpeechToText(OpenAIService, SpeechToTextService):
         self._connect()
 
     def transcribe(self, audio: np.ndarray, params: Params) -> tuple[str, dict[str, Any]]:
-        from graphs.audio import encode_wav
+        from omniwire.audio import encode_wav
 
         kwargs = {"language": params.language} if params.language else {}
         transcription, call = self._call(

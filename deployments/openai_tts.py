@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
 from deployments.base import StrictModel, register
 from deployments.openai_service import OpenAIOptions, OpenAIService
 from deployments.tts_service import TextToSpeechService
+from omniwire.audio import decode
 
 
 @register("openai_tts")
@@ -35,5 +34,5 @@ class OpenAITextToSpeech(OpenAIService, TextToSpeechService):
             response_format="wav",
             speed=params.speed,
         )
-        samples, rate = sf.read(io.BytesIO(speech.content), dtype="float32", always_2d=True)
-        return samples.mean(axis=1), rate, {"model": self.options.model, "voice": self.options.voice, **call}
+        reply = decode(speech.content, target_rate=None)
+        return reply.samples, reply.rate, {"model": self.options.model, "voice": self.options.voice, **call}

@@ -2,7 +2,7 @@
 
 On CUDA, bitsandbytes 4-bit (NF4) or 8-bit. On the CPU, torch's dynamic int8 quantization of the
 linear layers is the fastest: measured on 2 cores, 2.1x fp32 tokens/s against 1.8x for
-bitsandbytes NF4 and 1.1x for its 8-bit (`python -m graphs.bench_llm` measures all of them on
+bitsandbytes NF4 and 1.1x for its 8-bit (`python -m bench.llm` measures all of them on
 the machine at hand).
 """
 

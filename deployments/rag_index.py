@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from deployments.sentences import split_sentences
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = "data/indexes"
 # Where indexes live when no root is given: lets a deployment (or a test) move them without
@@ -42,7 +44,6 @@ OVERLAP_CHARS = 150
 MANIFEST = "manifest.json"
 _GENERATION_FILE = re.compile(r"^(?:index|chunks)-(\d+)\.(?:faiss|json)$")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 class IndexNotReady(RuntimeError):
@@ -118,7 +119,7 @@ def chunk_text(text: str, max_chars: int = CHUNK_CHARS, overlap_chars: int = OVE
     """
     blocks: list[list[tuple[str, str]]] = []  # units (separator before, text) to keep together
     for paragraph in _PARAGRAPH_BREAK.split(text):
-        sentences = [s for s in _SENTENCE_END.split(" ".join(paragraph.split())) if s]
+        sentences = split_sentences(" ".join(paragraph.split()))
         parts = [p for s in sentences for p in textwrap.wrap(s, max_chars)]
         units = [("\n\n" if i == 0 else " ", p) for i, p in enumerate(parts)]
         if units and _length(units) <= max_chars:

@@ -10,26 +10,22 @@ comes from a transcription call made at the same time.
 from __future__ import annotations
 
 import base64
-import io
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-import numpy as np
-import soundfile as sf
 from pydantic import Field, model_validator
 
-from deployments.base import Component, StrictModel, register
+from deployments.base import Component, StrictModel, register, render_slot
 from deployments.bundled import PIPER_JOE, SMOLLM2, WHISPER_TINY_EN
 from deployments.hf_llm import HuggingFaceLLM
-from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, LLMParams, LLMService, render_slot, template_fields
-from deployments.openai_service import OpenAIService
+from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, LLMParams, LLMService, template_fields
+from deployments.openai_service import OpenAIService, missing_key, openai_client
 from deployments.piper_tts import PiperTextToSpeech
 from deployments.quantized_llm import Quantization, QuantizedLLM
 from deployments.stt_service import SAMPLE_RATE
 from deployments.whisper_stt import WhisperSpeechToText
-from graphs.audio import encode_wav
+from omniwire.audio import decode, encode_wav
 
 # Slots the text that accompanies the audio may name; the transcript is the audio itself.
 ACCOMPANYING_FIELDS = ("image_text", "emotion")
@@ -93,19 +89,14 @@ class VoiceToVoice(Component):
     def unavailable_reason(cls, options: dict[str, Any]) -> str | None:
         if options.get("backend", "local") != "openai":
             return None
-        return _missing_key(options.get("api_key_env", cls.Options.model_fields["api_key_env"].default))
+        return missing_key(options.get("api_key_env", cls.Options.model_fields["api_key_env"].default))
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         opts = self.options
         if opts.backend == "openai":
-            import openai
-
-            if reason := _missing_key(opts.api_key_env):
-                raise RuntimeError(reason)
             self.voice = opts.voice or OPENAI_VOICE
-            self.client = openai.OpenAI(api_key=os.environ[opts.api_key_env], base_url=opts.base_url,
-                                        timeout=opts.timeout_s, max_retries=opts.max_retries)
+            self.client = openai_client(opts.api_key_env, opts.base_url, opts.timeout_s, opts.max_retries)
             return
         self.voice = opts.voice or PIPER_JOE
         self.stt = WhisperSpeechToText(model=opts.whisper_model, device=opts.device)
@@ -183,7 +174,8 @@ class VoiceToVoice(Component):
         if message.audio is None:
             raise RuntimeError(f"{self.options.model} answered without audio; it must support "
                                "modalities ['text', 'audio']")
-        samples, rate = _read_wav(base64.b64decode(message.audio.data))
+        reply = decode(base64.b64decode(message.audio.data), target_rate=None)
+        samples, rate = reply.samples, reply.rate
         reply_text = (message.audio.transcript or "").strip()
         usage = completion.usage
         profile = {
@@ -228,17 +220,7 @@ class VoiceToVoice(Component):
         return params.prompt_template.format(**{n: render_slot(n, inputs.get(n, "")) for n in ACCOMPANYING_FIELDS})
 
 
-def _missing_key(env: str) -> str | None:
-    if os.environ.get(env):
-        return None
-    return f"the openai backend needs an API key in the environment variable {env}, which is not set"
-
-
 def _details(profile: dict[str, Any]) -> dict[str, Any]:
     """A part's own profile without what the stage's profile already says at the top."""
     return {k: v for k, v in profile.items() if k not in ("transcript", "reply_text", "prompt", "history_messages")}
 
-
-def _read_wav(data: bytes) -> tuple[np.ndarray, int]:
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    return np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32), rate

@@ -1,1 +1,2 @@
-"""Cluster graphs, the HTTP ingress, the trace store and the app builder."""
+"""The server around the models: cluster graphs (`pipeline`), the HTTP and WebSocket API (`api`),
+the trace store (`store`), metrics and traces (`observability`), config and the app builder."""

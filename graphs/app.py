@@ -14,10 +14,10 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.base import components
-from graphs.cluster_graph import ClusterGraph
+from graphs.api.ingress import OmniServeIngress
+from graphs.api.openai_routes import OpenAIAPIArgs
 from graphs.config import DEFAULT_CLUSTERS_FILE, ClustersConfig, ConfigError, load_clusters
-from graphs.ingress import OmniServeIngress
-from graphs.openai_api import OpenAIAPIArgs
+from graphs.pipeline.cluster_graph import ClusterGraph
 
 logger = logging.getLogger("ray.serve")
 

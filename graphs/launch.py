@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 from ray import serve
-from ray.serve._private import api as serve_api
 from ray.serve.schema import ServeDeploySchema
 
 from graphs.config import resolve_path
@@ -32,6 +31,11 @@ def read_config(path: str | Path, port: int | None = None, **args: Any) -> dict[
 
 def deploy(config: dict[str, Any], timeout_s: float = 600) -> str:
     """Start Serve, deploy every application, wait until all run; returns the HTTP base URL."""
+    # Ray Serve has no public API that deploys a config file from Python ("Call serve.run with a config
+    # file path", ray-project/ray#41359, open): `serve.run` takes an Application and would drop the
+    # config's per-deployment overrides. This is what `serve run CONFIG` itself calls.
+    from ray.serve._private import api as serve_api
+
     schema = ServeDeploySchema.model_validate(config)
     client = serve_api.serve_start(
         http_options=schema.http_options.model_dump(),

@@ -1,4 +1,4 @@
-"""python -m graphs.bench against the session's server: a folder of real speech through two clusters at once."""
+"""python -m bench.evaluate against the session's server: a folder of real speech through two clusters at once."""
 
 import io
 import json
@@ -7,9 +7,9 @@ import matplotlib.image
 import numpy as np
 import soundfile as sf
 
-from graphs.bench import main
-from graphs.bench_report import END_TO_END_PLOT, FIRST_AUDIO_PLOT, STAGES_PLOT
-from graphs.speech_samples import speak
+from bench.evaluate import main
+from bench.report import END_TO_END_PLOT, FIRST_AUDIO_PLOT, STAGES_PLOT
+from bench.speech import speak
 
 CLUSTERS = ["CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION", "CLUSTER_Q_ETE_CONVERSATION"]
 SPOKEN = {"capital.wav": "What is the capital city of France?",

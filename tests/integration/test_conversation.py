@@ -10,9 +10,9 @@ import soundfile as sf
 from ray import serve
 from sqlalchemy import func, select
 
-from graphs.latency import model_time, transfer_time, wait_time
-from graphs.trace_store import TaskRecord, TaskStatus, TraceStore
-from graphs.speech_samples import speak
+from bench.speech import speak
+from graphs.store.trace_store import TaskRecord, TaskStatus, TraceStore
+from omniwire.profile import model_time, transfer_time, wait_time
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
 STAGES = ["speech_to_text", "emotion_detection", "hf_llm", "text_to_speech"]

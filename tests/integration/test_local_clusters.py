@@ -2,7 +2,7 @@
 
 import pytest
 
-from graphs.speech_samples import speak
+from bench.speech import speak
 from tests.integration.test_conversation import post, stages_of, words
 from tests.pictures import astronaut, sign
 

@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from graphs.speech_samples import speak
+from bench.speech import speak
 from tests.integration.test_conversation import post
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"

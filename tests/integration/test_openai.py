@@ -8,7 +8,7 @@ import openai
 import pytest
 import soundfile as sf
 
-from graphs.speech_samples import speak
+from bench.speech import speak
 from tests.integration.test_conversation import post, stages_of, voiced_seconds, words
 from tests.pictures import sign
 
@@ -132,7 +132,7 @@ def test_voice_to_voice_through_an_audio_capable_chat_model(server, monkeypatch)
     import asyncio
 
     from deployments.voice_to_voice import VoiceToVoice
-    from graphs.audio import decode
+    from omniwire.audio import decode
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-omniserve-test")
     stage = VoiceToVoice(backend="openai", model="gpt-4o-audio-preview", base_url=f"{server.url}/v1")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from graphs.audio import decode, to_pcm16
-from graphs.speech_samples import speak
+from bench.speech import speak
+from omniwire.audio import decode, to_pcm16
 from tests.integration.test_conversation import post, stages_of, words
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from graphs.audio import MODEL_RATE, AudioError, AudioTooLong, decode, encode, encode_wav
+from omniwire.audio import MODEL_RATE, AudioError, AudioTooLong, decode, encode, encode_wav
 
 
 def tone(rate: int, seconds: float, channels: int) -> np.ndarray:

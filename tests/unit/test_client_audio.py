@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 
 from client.audio import FileSink, FileSource, PlaybackBuffer
-from graphs.audio import from_pcm16, to_pcm16
 from client.talk import TurnTaking
+from omniwire.audio import from_pcm16, to_pcm16
 
 RATE = 16_000
 CHUNK = 320  # 20 ms at 16 kHz

@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 from ray import serve
 
-from deployments.base import register
+from deployments.base import KINDS, Contract, register
 from deployments.llm_service import LLMService
 from deployments.stt_service import SpeechToTextService
 from deployments.tts_service import TextToSpeechService
 from graphs.app import build_graphs
-from graphs.audio import MODEL_RATE
-from graphs.cluster_graph import TurnRequest
 from graphs.config import parse_clusters
-from graphs.frames import LLMTextFrame, MetricsFrame, TTSAudioFrame
-from graphs.latency import model_time, transfer_time, wait_time
-from graphs.trace_store import TraceStore
-from graphs.tracks import new_track_id
+from graphs.pipeline.turn import TurnRequest
+from graphs.store.trace_store import TraceStore
+from omniwire.audio import MODEL_RATE
+from omniwire.frames import LLMTextFrame, MetricsFrame, TTSAudioFrame
+from omniwire.profile import model_time, transfer_time, wait_time
+from omniwire.tracks import new_track_id
 
 
 @register("test_length_stt")
@@ -172,9 +172,9 @@ def test_silence_stops_the_turn_after_speech_to_text(handles, store_url):
     assert tasks[1]["error"] == "cancelled: no speech recognised in the audio"
 
 
-def stream_turn(handles, cluster, audio, stop_after=None):
+def stream_turn(handles, cluster, audio, stop_after=None, stages=None):
     """Frames of one streamed turn; with `stop_after`, the caller hangs up after that many audio frames."""
-    task_ids = [uuid.uuid4().hex for _ in CONFIG["clusters"][cluster]["stages"]]
+    task_ids = [uuid.uuid4().hex for _ in range(stages or len(CONFIG["clusters"][cluster]["stages"]))]
     request = TurnRequest(new_track_id(cluster), task_ids, audio.astype(np.float32), b"RIFF", "audio/wav")
 
     async def collect():
@@ -218,3 +218,31 @@ def test_hanging_up_mid_reply_cancels_the_rest_and_keeps_what_was_spoken(handles
     assert tasks["text_to_speech"]["result_profile"]["spoken_text"] == "The first sentence is here."
     assert len(tasks["llm"]["result_profile"]["reply_text"]) < len(SlowLLM.REPLY), "generation stopped early"
     assert store.history(track_id, 5)[-1] == {"role": "assistant", "content": "The first sentence is here."}
+
+
+def test_any_kind_that_streams_a_slot_feeds_a_kind_that_takes_it_in_pieces(monkeypatch, store_url):
+    """The graph pipes stages by their kinds' contracts: a kind it has never seen streams into speech."""
+    monkeypatch.setitem(KINDS, "test_narration", Contract(
+        frozenset({"transcript"}), frozenset({"reply_text"}), frames=("reply_text",), streams="reply_text"))
+
+    class Narrator(SlowLLM):
+        kind = "test_narration"
+
+    register("test_narrator")(Narrator)
+    config = parse_clusters({
+        "models": {"stt": {"component": "test_length_stt"}, "narrator": {"component": "test_narrator"},
+                   "tts": {"component": "test_beep_tts"}},
+        "clusters": {"NARRATED": {"stages": [
+            {"name": "speech_to_text", "model": "stt"},
+            {"name": "narrate", "model": "narrator", "params": {"prompt_template": "{transcript}"}},
+            {"name": "text_to_speech", "model": "tts"},
+        ]}},
+    })
+    app = build_graphs(config, ["NARRATED"], store_url)["NARRATED"]
+    handle = serve.run(app, name="NARRATED", route_prefix=None, _local_testing_mode=True)
+    _, frames = stream_turn({"NARRATED": handle}, "NARRATED", SPEECH, stages=3)
+    kinds = [type(f).__name__ for f in frames]
+    last_text = max(i for i, f in enumerate(frames) if isinstance(f, LLMTextFrame))
+    assert kinds.index("TTSAudioFrame") < last_text, "spoken while still narrated"
+    assert {f.sentence for f in frames if isinstance(f, TTSAudioFrame)} == {0, 1, 2}
+    assert frames[-1].status == "completed"

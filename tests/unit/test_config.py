@@ -2,8 +2,8 @@ import textwrap
 
 import pytest
 
+from graphs.api.openai_routes import OpenAIAPIArgs
 from graphs.app import AppArgs, catalog, check_enabled, environment_reason, parse_args
-from graphs.openai_api import OpenAIAPIArgs
 from graphs.config import ConfigError, load_clusters
 
 ORIGINAL_CLUSTERS = {

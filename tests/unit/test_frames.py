@@ -3,9 +3,19 @@ import json
 
 import pytest
 
-from graphs.frames import (
-    FRAME_TYPES, CancelFrame, EndFrame, Frame, FrameQueue, LLMTextFrame, MetricsFrame, StartFrame,
-    StartInterruptionFrame, TranscriptionFrame, TTSAudioFrame, from_wire,
+from omniwire.frames import (
+    FRAME_TYPES,
+    CancelFrame,
+    EndFrame,
+    Frame,
+    FrameQueue,
+    LLMTextFrame,
+    MetricsFrame,
+    StartFrame,
+    StartInterruptionFrame,
+    TranscriptionFrame,
+    TTSAudioFrame,
+    from_wire,
 )
 
 

@@ -1,6 +1,10 @@
+import time
+
 import pytest
 
-from graphs.latency import idle_time, model_time, overhead_s, stage_profile, transfer_time, turn_summary
+from graphs.observability.latency import FirstAudio, idle_time, overhead_s, spread, stage_profile, turn_summary
+from omniwire.frames import MetricsFrame, TTSAudioFrame
+from omniwire.profile import model_time, transfer_time
 
 
 def test_model_plus_transfer_is_the_round_trip():
@@ -44,3 +48,27 @@ def test_overlapping_stages_are_not_counted_twice():
     assert idle_time([llm, tts], 0.0, 3.0) == pytest.approx(0.0)
     assert idle_time([llm, tts], -0.5, 3.5) == pytest.approx(1.0)
     assert overhead_s([llm, tts], 0.0, 3.0) == pytest.approx(0.1 + 0.1)
+
+
+def test_spread_has_min_median_p95_max():
+    assert spread([float(v) for v in range(1, 21)]) == {"min": 1.0, "median": 10.5, "p95": pytest.approx(19.05),
+                                                       "max": 20.0}
+    assert spread([0.3]) == {"min": 0.3, "median": 0.3, "p95": 0.3, "max": 0.3}
+    assert spread([2.0, 1.0]) == {"min": 1.0, "median": 1.5, "p95": pytest.approx(1.95), "max": 2.0}
+    assert spread([]) is None
+
+
+def test_time_to_first_audio_runs_from_the_end_of_speech_to_the_first_audio_out():
+    clock = FirstAudio(speech_ended_at=time.time() - 0.5)
+    clock.stamp(MetricsFrame(stage="llm", metrics={}))
+    clock.stamp(TTSAudioFrame(audio=b"\0\0", sample_rate=16000))
+    first = clock.at
+    clock.stamp(TTSAudioFrame(audio=b"\0\0", sample_rate=16000))
+    assert clock.at == first, "only the first audio counts"
+    closing = MetricsFrame(stage=None, metrics={"total_reply_s": 1.0})
+    clock.stamp(closing)
+    assert 0.5 <= closing.metrics["time_to_first_audio_s"] < 1.5
+    silent = FirstAudio(time.time())
+    closing = MetricsFrame(stage=None, metrics={})
+    silent.stamp(closing)
+    assert "time_to_first_audio_s" not in closing.metrics, "a turn with no audio has no figure"

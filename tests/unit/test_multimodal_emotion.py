@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from bench.speech import speak
 from deployments.multimodal_emotion import FUSED_LABELS, MultimodalEmotion
 from deployments.text_emotion import TextEmotion
-from graphs.audio import decode
-from graphs.speech_samples import speak
+from omniwire.audio import decode
 
 SENTENCE = "I cannot believe we actually won the championship today, this is amazing!"
 QUESTION = "What is the capital city of France?"

@@ -11,11 +11,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from ray import serve
 
 from graphs.app import AppArgs, build_graphs
-from graphs.audio import MODEL_RATE
-from graphs.cluster_graph import TurnRequest
 from graphs.config import parse_clusters
-from graphs.trace_store import TraceStore
-from graphs.tracks import new_track_id, parse_track_id
+from graphs.pipeline.turn import TurnRequest
+from graphs.store.trace_store import TraceStore
+from omniwire.audio import MODEL_RATE
+from omniwire.tracks import new_track_id, parse_track_id
 from tests.unit.test_cluster_graph import CONFIG
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from deployments.piper_tts import PiperTextToSpeech
 from deployments.prosody import measure
-from graphs.audio import MODEL_RATE, decode, encode_wav
+from omniwire.audio import MODEL_RATE, decode, encode_wav
 
 SENTENCE = "I cannot believe we actually won the championship today, this is amazing!"
 

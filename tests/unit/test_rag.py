@@ -17,7 +17,15 @@ from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
 from deployments.faiss_rag import FaissRetrieval
 from deployments.rag_index import (
-    MANIFEST, MINILM, REPO_ROOT, IndexNotReady, chunk_text, embedding_model_dir, index_dir, ingest, open_index,
+    MANIFEST,
+    MINILM,
+    REPO_ROOT,
+    IndexNotReady,
+    chunk_text,
+    embedding_model_dir,
+    index_dir,
+    ingest,
+    open_index,
 )
 
 LIBRARY = """# Hollowmere Public Library

@@ -1,4 +1,4 @@
-from graphs.sentences import SentenceAggregator
+from deployments.sentences import SentenceAggregator, split_sentences, trim_to_sentence
 
 
 def feed(text: str, size: int = 3) -> tuple[list[str], str | None]:
@@ -31,3 +31,11 @@ def test_short_fragments_wait_for_the_next_sentence():
 def test_a_fragment_cut_by_the_token_limit_is_dropped_after_a_sentence():
     assert feed("The ocean is vast and deep. It covers most of the")[1] is None
     assert feed("The ocean is vast and deep and it covers")[1] == "The ocean is vast and deep and it covers"
+
+
+def test_one_rule_for_complete_texts():
+    text = 'She said "stop!" Then left. Really?! Yes... fine'
+    assert split_sentences(text) == ['She said "stop!"', "Then left.", "Really?!", "Yes...", "fine"]
+    assert trim_to_sentence("It is sunny. The forecast for tomor") == "It is sunny."
+    assert trim_to_sentence('He said "hello."') == 'He said "hello."'
+    assert trim_to_sentence("no end mark at all") == "no end mark at all"

@@ -1,10 +1,10 @@
 """The shipped serve configs agree with the app they build."""
 
+from graphs.api.ingress import OmniServeIngress
 from graphs.app import parse_args
-from graphs.cluster_graph import ClusterGraph
 from graphs.config import load_clusters
-from graphs.ingress import OmniServeIngress
 from graphs.launch import read_config
+from graphs.pipeline.cluster_graph import ClusterGraph
 
 GPU_MODELS = {"whisper_stt", "hf_llm", "quantized_llm", "piper_tts", "faiss_rag"}
 

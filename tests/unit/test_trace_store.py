@@ -2,8 +2,8 @@ import multiprocessing
 
 import pytest
 
-from graphs.trace_store import TaskStatus, TraceStore
-from graphs.tracks import new_track_id
+from graphs.store.trace_store import TaskStatus, TraceStore
+from omniwire.tracks import new_track_id
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
 STAGES = [("speech_to_text", {}), ("hf_llm", {"prompt_template": "{transcript}"}), ("text_to_speech", {})]

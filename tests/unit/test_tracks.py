@@ -1,6 +1,6 @@
 import pytest
 
-from graphs.tracks import TrackIdError, new_track_id, parse_track_id
+from omniwire.tracks import TrackIdError, new_track_id, parse_track_id
 
 
 def test_new_track_ids_round_trip_and_are_unique():

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from graphs.audio import decode
-from graphs.speech_samples import speak
-from graphs.vad import SpeechSegmenter, SpeechStarted, Utterance, VADSettings
+from bench.speech import speak
+from graphs.api.vad import SpeechSegmenter, SpeechStarted, Utterance, VADSettings
+from omniwire.audio import decode
 
 RATE = 16_000
 

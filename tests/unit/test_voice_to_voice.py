@@ -13,14 +13,14 @@ import yaml
 from pydantic import ValidationError
 from ray import serve
 
+from bench.speech import speak
 from deployments.voice_to_voice import VoiceToVoice
 from graphs.app import build_graphs
-from graphs.audio import MODEL_RATE, decode
-from graphs.cluster_graph import TurnRequest
 from graphs.config import DEFAULT_CLUSTERS_FILE, ROOT, ConfigError, parse_clusters
-from graphs.speech_samples import speak
-from graphs.trace_store import TraceStore
-from graphs.tracks import new_track_id
+from graphs.pipeline.turn import TurnRequest
+from graphs.store.trace_store import TraceStore
+from omniwire.audio import MODEL_RATE, decode
+from omniwire.tracks import new_track_id
 from tests.pictures import sign
 
 QUESTION_WAV = speak("What is the capital city of France?")

@@ -11,21 +11,22 @@ from typing import Any, Literal
 
 from fastapi import File, Form, HTTPException, Request, UploadFile, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
-from graphs import audio
-from graphs.cluster_graph import TurnOutcome, TurnRequest
-from graphs.frames import ErrorFrame, StartFrame
-from graphs.http_api import api
-from graphs.latency import model_time, overhead_s, transfer_time
-from graphs.live import LiveConversation
-from graphs.openai_api import OpenAIAPIArgs, OpenAIEndpoints
-from graphs.pages import TracePages
-from graphs.trace_store import AnnotationError, TraceStore, summarise_turns
-from graphs.tracks import TrackIdError, new_track_id, parse_track_id
-from graphs.vad import VADSettings
+from graphs.api.http_app import api
+from graphs.api.live import LiveConversation
+from graphs.api.openai_routes import OpenAIAPIArgs, OpenAIEndpoints
+from graphs.api.pages import TracePages
+from graphs.api.vad import VADSettings
+from graphs.observability.latency import overhead_s
+from graphs.pipeline.turn import TurnOutcome, TurnRequest
+from graphs.store.trace_store import AnnotationError, TraceStore, summarise_turns
+from omniwire import audio
+from omniwire.frames import ErrorFrame, StartFrame
+from omniwire.profile import model_time, transfer_time
+from omniwire.tracks import TrackIdError, new_track_id, parse_track_id
 
 
 class Rating(BaseModel):
@@ -145,7 +146,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
 
     @api.websocket("/v1/conversations/ws")
     async def converse_live(self, ws: WebSocket) -> None:
-        """A live conversation: see graphs/live.py for the protocol."""
+        """A live conversation: see graphs/api/live.py for the protocol."""
         await ws.accept()
         try:
             opening = await ws.receive_json()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphs.latency import model_time, transfer_time, wait_time
-from graphs.tracks import parse_track_id
+from omniwire.profile import model_time, transfer_time, wait_time
+from omniwire.tracks import parse_track_id
 
 
 def _ns(seconds: float) -> int:

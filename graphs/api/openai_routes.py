@@ -17,8 +17,8 @@ from fastapi import File, Form, Header, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from graphs import audio
-from graphs.http_api import api
+from graphs.api.http_app import api
+from omniwire import audio
 
 # OpenAI's own limit for /v1/audio/speech input.
 MAX_SPEECH_CHARS = 4096

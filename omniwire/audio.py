@@ -1,9 +1,11 @@
-"""Audio in and out of the API: decode what soundfile reads, resample with soxr, encode WAV."""
+"""Audio as it travels: any file soundfile reads decoded to mono float32, PCM16 on the wire, WAV
+and the OpenAI speech formats out."""
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -25,17 +27,19 @@ class AudioTooLong(AudioError):
 
 @dataclass
 class DecodedAudio:
-    samples: np.ndarray  # mono float32 at the target rate
+    samples: np.ndarray  # mono float32 at `rate`
+    rate: int  # the target rate, or the file's own where none was asked for
     source_rate: int
     media_type: str
 
 
-def decode(data: bytes, target_rate: int = MODEL_RATE, max_seconds: float | None = None) -> DecodedAudio:
-    """Any channel count and rate; the length is checked before anything is decoded."""
-    if not data:
+def decode(data: bytes | str | Path, target_rate: int | None = MODEL_RATE,
+           max_seconds: float | None = None) -> DecodedAudio:
+    """Any channel count and rate, from bytes or a file; the length is checked before anything is decoded."""
+    if isinstance(data, bytes) and not data:
         raise AudioError("the audio file is empty")
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
+        with sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data) as f:
             rate, fmt = f.samplerate, f.format
             seconds = f.frames / rate
             if max_seconds is not None and seconds > max_seconds:
@@ -46,10 +50,10 @@ def decode(data: bytes, target_rate: int = MODEL_RATE, max_seconds: float | None
     if samples.shape[0] == 0:
         raise AudioError("the audio file has no samples")
     mono = samples.mean(axis=1)
-    if rate != target_rate:
+    if target_rate and rate != target_rate:
         mono = soxr.resample(mono, rate, target_rate)
     media_type = MEDIA_TYPES.get(fmt, "application/octet-stream")
-    return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), rate, media_type)
+    return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), target_rate or rate, rate, media_type)
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:

@@ -1,12 +1,33 @@
-"""Sentence by sentence: cut streamed reply text where speech can start."""
+"""Where a sentence ends: one rule for cutting streamed replies, trimming cut-off replies and
+chunking documents."""
 
 from __future__ import annotations
 
 import re
 
-# A sentence ends at . ! ? (possibly closed by a quote or bracket) followed by white space.
-_END = re.compile(r"[.!?]+[\"')\]]*(?=\s)")
-_TERMINAL = re.compile(r"[.!?]+[\"')\]]*$")
+# A sentence ends at . ! ? (possibly repeated, possibly closed by a quote or bracket) followed by
+# white space or the end of the text.
+_MARK = r"[.!?]+[\"')\]]*"
+_END = re.compile(_MARK + r"(?=\s|$)")
+_END_BEFORE_SPACE = re.compile(_MARK + r"(?=\s)")  # while text streams in, the end of the text may not be an end
+
+
+def split_sentences(text: str) -> list[str]:
+    """Whole sentences of a complete text; a trailing fragment without an end mark is kept."""
+    sentences, start = [], 0
+    for match in _END.finditer(text):
+        if sentence := text[start:match.end()].strip():
+            sentences.append(sentence)
+        start = match.end()
+    if rest := text[start:].strip():
+        sentences.append(rest)
+    return sentences
+
+
+def trim_to_sentence(text: str) -> str:
+    """Drop a trailing half sentence left by the token limit; it sounds broken when spoken."""
+    ends = list(_END.finditer(text))
+    return text[: ends[-1].end()] if ends else text
 
 
 class SentenceAggregator:
@@ -25,7 +46,7 @@ class SentenceAggregator:
         self._buffer += piece
         sentences = []
         start = 0
-        for match in _END.finditer(self._buffer):
+        for match in _END_BEFORE_SPACE.finditer(self._buffer):
             candidate = self._buffer[start:match.end()].strip()
             if len(candidate) >= self.min_chars:
                 sentences.append(candidate)
@@ -41,7 +62,7 @@ class SentenceAggregator:
         sentence came before it (half a sentence sounds broken), kept when it is all there is.
         """
         rest, self._buffer = self._buffer.strip(), ""
-        if not rest or (self.emitted and not _TERMINAL.search(rest)):
+        if not rest or (self.emitted and not _END.search(rest)):
             return None
         self.emitted += 1
         return rest

@@ -1,7 +1,7 @@
 """Tokens per second of the local LLM in fp32 and each quantization, same prompt, same length.
 
-    python -m graphs.bench_llm                     # all variants the device supports
-    python -m graphs.bench_llm --variants fp32 int8_dynamic --runs 5
+    python -m bench.llm                     # all variants the device supports
+    python -m bench.llm --variants fp32 int8_dynamic --runs 5
 
 Each variant generates exactly --tokens new tokens, greedy, --runs times after one warm-up; the
 figures are medians, and ratios are against fp32 measured in the same run.
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    parser = argparse.ArgumentParser(prog="python -m graphs.bench_llm", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.llm", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=SMOLLM2)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--tokens", type=int, default=48)

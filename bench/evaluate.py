@@ -1,9 +1,9 @@
 """Benchmark and evaluate clusters on a folder of speech: latency per stage, WER, failures, report and plots.
 
-    python -m graphs.bench                        # deploys serve_config.yaml on a local Ray, five spoken questions
-    python -m graphs.bench --url http://127.0.0.1:8000 --audio my-recordings/ --rounds 3 --concurrency 4
-    python -m graphs.bench --url http://127.0.0.1:8000 --clusters CLUSTER_HF_ETE_CONVERSATION CLUSTER_Q_ETE_CONVERSATION
-    python -m graphs.bench --image photo.jpg      # every turn also shows this picture
+    python -m bench.evaluate                        # deploys serve_config.yaml on a local Ray, five spoken questions
+    python -m bench.evaluate --url http://127.0.0.1:8000 --audio my-recordings/ --rounds 3 --concurrency 4
+    python -m bench.evaluate --url http://127.0.0.1:8000 --clusters CLUSTER_HF_ETE_CONVERSATION CLUSTER_Q_ETE_CONVERSATION
+    python -m bench.evaluate --image photo.jpg      # every turn also shows this picture
 
 `--audio DIR` takes every file there that soundfile reads. A reference transcript for NAME.wav is
 NAME.txt beside it, or an entry in DIR/references.json ({"NAME.wav": "text"}) or
@@ -13,8 +13,8 @@ DIR/references.csv (rows of file name, text); either key may leave out the exten
 Orchestration overhead is the part of a turn's end-to-end time (request received to response
 ready, measured by the ingress) spent moving data between stages or running no stage at all:
 handle hops, serialisation, audio decoding and encoding, the trace writes the turn waits for
-(graphs/latency.py defines it). Results go to --out: bench.json (every turn and the summaries),
-report.md and its PNG plots (graphs/bench_report.py).
+(graphs/pipeline/latency.py defines it). Results go to --out: bench.json (every turn and the summaries),
+report.md and its PNG plots (bench/report.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import platform
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bench.report import TURN_MEASURES, failure_groups, ms, scored, short_name, summarise, word_errors, write_report
 from client.api import OmniServeClient, OmniServeError
-from graphs.bench_report import (TURN_MEASURES, failure_groups, ms, scored, short_name, summarise, word_errors,
-                                 write_report)
 
 PROMPTS = [
     "What is the capital city of France?",
@@ -94,7 +93,7 @@ def read_audio_folder(folder: Path) -> list[Utterance]:
 
 def spoken_questions() -> list[Utterance]:
     """The built-in input: PROMPTS spoken by the bundled Piper voice, each its own reference."""
-    from graphs.speech_samples import speak
+    from bench.speech import speak
 
     utterances = []
     for i, prompt in enumerate(PROMPTS, start=1):
@@ -212,7 +211,7 @@ def show_clusters(console: Console, summaries: dict[str, dict[str, Any]]) -> Non
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m graphs.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a running server; without it, --config is deployed on a local Ray")
     parser.add_argument("--config", default="serve_config.yaml", help="serve config to deploy (default: %(default)s)")
     parser.add_argument("--clusters", nargs="+", metavar="CLUSTER",
@@ -260,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     references = sum(1 for u in utterances if u.reference)
     console.print(f"{len(utterances)} utterances, {references} with a reference transcript")
     images = [(path.name, path.read_bytes()) for path in args.image]
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     results = {}
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), TimeRemainingColumn(),

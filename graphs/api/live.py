@@ -23,12 +23,22 @@ import soxr
 from fastapi import WebSocket, WebSocketDisconnect
 from ray.serve.exceptions import RequestCancelledError
 
-from graphs.audio import from_pcm16
-from graphs.frames import (
-    AudioRawFrame, EndFrame, ErrorFrame, FrameQueue, ImageFrame, MetricsFrame, StartFrame, StartInterruptionFrame,
-    StopInterruptionFrame, TTSAudioFrame, from_wire,
+from graphs.api.vad import RATE, SpeechSegmenter, SpeechStarted, Utterance, VADSettings
+from graphs.observability.latency import FirstAudio
+from omniwire.audio import from_pcm16
+from omniwire.frames import (
+    AudioRawFrame,
+    EndFrame,
+    ErrorFrame,
+    FrameQueue,
+    ImageFrame,
+    MetricsFrame,
+    StartFrame,
+    StartInterruptionFrame,
+    StopInterruptionFrame,
+    TTSAudioFrame,
+    from_wire,
 )
-from graphs.vad import RATE, SpeechSegmenter, SpeechStarted, Utterance, VADSettings
 
 # Shorter "utterances" are clicks and breaths, not speech worth a turn.
 MIN_UTTERANCE_S = 0.3
@@ -49,8 +59,7 @@ class LiveConversation:
         self.turn: asyncio.Task | None = None
         self.stream = None
         self.interrupted = False
-        self.first_audio_sent: float | None = None
-        self.speech_ended_at: float | None = None
+        self.first_audio: FirstAudio | None = None
 
     @property
     def allow_interruptions(self) -> bool:
@@ -122,7 +131,7 @@ class LiveConversation:
     async def _run_turn(self, request: Any, previous: asyncio.Task | None) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)  # turns of one track take their turn
-        self.first_audio_sent, self.speech_ended_at = None, request.speech_ended_at
+        self.first_audio = FirstAudio(request.speech_ended_at)
         self.stream = self.graph.options(stream=True).run_turn_stream.remote(request)
         try:
             async for frame in self.stream:
@@ -152,9 +161,6 @@ class LiveConversation:
     async def _send(self) -> None:
         while True:
             frame = await self.queue.get()
-            if isinstance(frame, TTSAudioFrame) and self.first_audio_sent is None:
-                self.first_audio_sent = time.time()
-            if isinstance(frame, MetricsFrame) and frame.stage is None and self.first_audio_sent and self.speech_ended_at:
-                # Measured here, as the first audio left the server, from the end of the user's speech.
-                frame.metrics["time_to_first_audio_s"] = self.first_audio_sent - self.speech_ended_at
+            if self.first_audio is not None:
+                self.first_audio.stamp(frame)  # as the audio leaves the server
             await self.ws.send_json(frame.to_wire())

@@ -1,6 +1,6 @@
 """What a benchmark run found: statistics, word error rate, a Markdown report and PNG plots.
 
-Kept apart from graphs/bench.py, which talks to a server, so that all of it can be computed and
+Kept apart from bench/evaluate.py, which talks to a server, so that all of it can be computed and
 checked from turn records alone, and a report rebuilt from a saved bench.json.
 """
 
@@ -15,6 +15,8 @@ import jiwer
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from graphs.observability.latency import spread
 
 REPORT = "report.md"
 STAGES_PLOT = "stages.png"
@@ -34,15 +36,6 @@ TURN_MEASURES = {
     "transfer_s": "transfer",
     "overhead_s": "orchestration overhead",
 }
-
-
-def spread(values: list[float]) -> dict[str, float] | None:
-    """min / median / p95 / max; p95 interpolates linearly between the two nearest turns."""
-    if not values:
-        return None
-    array = np.asarray(values, dtype=float)
-    return {"min": float(array.min()), "median": float(np.median(array)),
-            "p95": float(np.percentile(array, 95)), "max": float(array.max())}
 
 
 def normalise(text: str) -> str:
@@ -211,7 +204,7 @@ def render_report(run: dict[str, Any], plots: list[str]) -> str:
         "Model time is inference inside a model's replica; transfer time the rest of each stage call (serialisation, "
         "handle hops, queueing). A turn's model time is the sum over its stages, and streamed stages (the LLM and "
         "the TTS speaking its sentences) overlap, so it can exceed end to end. Orchestration overhead is the "
-        "transfer time plus the time no stage ran at all (graphs/latency.py). Latency figures are over completed "
+        "transfer time plus the time no stage ran at all (graphs/pipeline/latency.py). Latency figures are over completed "
         "turns; time to first audio runs from the turn's start in the cluster graph to its first reply audio. "
         "Failures are listed per cluster.", "",
         "## Clusters compared", "",

@@ -1,7 +1,7 @@
 """Benchmark live conversations: time to first audio against total reply time, and barge-in.
 
-    python -m graphs.bench_live                          # deploys serve_config.yaml on a local Ray
-    python -m graphs.bench_live --url http://127.0.0.1:8000 --turns 10 --barge-ins 5
+    python -m bench.live                          # deploys serve_config.yaml on a local Ray
+    python -m bench.live --url http://127.0.0.1:8000 --turns 10 --barge-ins 5
 
 Each turn speaks a question into the WebSocket at real-time pace, like a microphone. Time to
 first audio runs from the end of the question's speech to the first reply audio (the server's
@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,9 @@ from rich.table import Table
 from websockets.sync.client import connect
 
 from graphs.app import DEFAULT_CLUSTER
-from graphs.audio import decode, to_pcm16
 from graphs.launch import serve_locally
+from graphs.observability.latency import spread
+from omniwire.audio import decode, to_pcm16
 
 QUESTIONS = [
     "What is the capital city of France?",
@@ -111,12 +111,8 @@ class _Live:
                 "audio_frames_after": len(audio_after)}
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m graphs.bench_live", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.live", description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a running server; without it, --config is deployed on a local Ray")
     parser.add_argument("--config", default="serve_config.yaml")
     parser.add_argument("--cluster", default=DEFAULT_CLUSTER)
@@ -131,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         with console.status(f"deploying {args.config}"):
             url = serve_locally(args.config)
 
-    from graphs.speech_samples import speak
+    from bench.speech import speak
 
     questions = [decode(speak(q)).samples for q in QUESTIONS]
     story = decode(speak(STORY)).samples
@@ -155,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         "barge_in_acknowledged_s": spread([b["acknowledged_s"] for b in barge_ins]) if barge_ins else None,
         "barge_in_stop_latency_s": spread([b["stop_latency_s"] for b in barge_ins]) if barge_ins else None,
     }
-    table = Table(title=f"{args.cluster}: {len(turns)} live turns, {len(barge_ins)} barge-ins (min / median / max)")
+    table = Table(title=f"{args.cluster}: {len(turns)} live turns, {len(barge_ins)} barge-ins (min / median / p95 / max)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in summary.items():

@@ -6,7 +6,6 @@ to rate the turn; `/clusters/{name}` benchmarks a cluster from its recorded turn
 """
 
 import asyncio
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,16 @@ from fastapi import HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from graphs.http_api import api
-from graphs.latency import model_time, transfer_time, turn_summary
-from graphs.trace_store import TaskStatus, TraceStore, summarise_turns
-from graphs.tracks import TrackIdError, parse_track_id
+from graphs.api.http_app import api
+from graphs.observability.latency import spread, turn_summary
+from graphs.store.trace_store import TaskStatus, TraceStore, summarise_turns
+from omniwire.profile import model_time, transfer_time
+from omniwire.tracks import TrackIdError, parse_track_id
 
 WIDTH = 720  # px of the time axis
 FILLS = {"model": "#2f6fd6", "transfer": "#b9cdf0", "wait": "#e9ecf2", "failed": "#d64a3f", "cancelled": "#d9b44a"}
 
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
-
-
-def _quantiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {"min": ordered[0], "median": statistics.median(ordered), "max": ordered[-1],
-            "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]}
 
 
 def waterfall(tasks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
@@ -153,21 +147,21 @@ class TracePages:
                 if "ttfb_s" in p:
                     stage["ttfb"].append(p["ttfb_s"])
         e2e = [turn_summary(task["latency_profile"] for task in turn)["end_to_end_s"] for turn in completed]
-        longest = max((statistics.median(s["model"]) + statistics.median(s["transfer"]) for s in per_stage.values()),
-                      default=1.0) or 1.0
+        spreads = {name: (spread(s["model"]), spread(s["transfer"])) for name, s in per_stage.items()}
+        longest = max((model["median"] + transfer["median"] for model, transfer in spreads.values()), default=1.0) or 1.0
         ms = lambda v: f"{v * 1000:.1f}"  # noqa: E731
         stages = []
         for name, s in per_stage.items():
-            model, transfer = _quantiles(s["model"]), _quantiles(s["transfer"])
+            model, transfer = spreads[name]
             stages.append({
                 "name": name, "rating": ratings.get(name),
                 "model": " / ".join(ms(model[k]) for k in ("min", "median", "max")),
                 "transfer": " / ".join(ms(transfer[k]) for k in ("min", "median", "max")),
-                "ttfb": ms(statistics.median(s["ttfb"])) if s["ttfb"] else "",
+                "ttfb": ms(spread(s["ttfb"])["median"]) if s["ttfb"] else "",
                 "model_median": ms(model["median"]), "transfer_median": ms(transfer["median"]),
                 "model_w": WIDTH * model["median"] / longest, "transfer_w": WIDTH * transfer["median"] / longest,
             })
         histogram, ticks = _histogram(e2e)
         return self._render("cluster.html", cluster=cluster, turns=len(completed), stages=stages, width=WIDTH,
-                            e2e=_quantiles(e2e) if e2e else None, histogram=histogram, ticks=ticks,
+                            e2e=spread(e2e), histogram=histogram, ticks=ticks,
                             overall_rating=ratings.get("overall"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from graphs.config import resolve_path
-from graphs.latency import turn_summary
+from graphs.observability.latency import turn_summary
 
 
 class TaskStatus(str, enum.Enum):
@@ -47,7 +47,7 @@ class TaskStatus(str, enum.Enum):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _Base(DeclarativeBase):

@@ -1,10 +1,4 @@
-"""latency_profile maths, keeping the original system's meaning.
-
-Per task: `model_*` are inference durations measured inside the stage, `transfer_*` the rest of
-the round trip (serialisation, the handle hop, queueing: moving data between stages), `wait_*`
-time a streamed stage spent waiting for its upstream stage (TTS waiting for the LLM's next
-sentence), `ts_*` wall-clock timestamps. For every task model_* + transfer_* + wait_* ==
-ts_end - ts_start.
+"""latency_profile maths (the keys' meaning is in omniwire.profile), and the figures made of them.
 
 A turn's orchestration overhead is its transfer time plus the time when no stage was running at
 all. For stages that run one after another that is end to end minus model time; streamed and
@@ -13,8 +7,14 @@ parallel stages overlap, and overlapping model time is not counted twice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import numpy as np
+
+from omniwire.frames import Frame, MetricsFrame, TTSAudioFrame
+from omniwire.profile import model_time, transfer_time
 
 
 def stage_profile(ts_start: float, round_trip_s: float, model_s: float, ts_model_start: float) -> dict[str, float]:
@@ -35,18 +35,6 @@ def stage_profile(ts_start: float, round_trip_s: float, model_s: float, ts_model
         "ts_model_end": ts_start + transfer_in + model_s,
         "ts_end": ts_start + round_trip_s,
     }
-
-
-def model_time(profile: Mapping[str, Any]) -> float:
-    return sum(v for k, v in profile.items() if k.startswith("model_"))
-
-
-def transfer_time(profile: Mapping[str, Any]) -> float:
-    return sum(v for k, v in profile.items() if k.startswith("transfer_"))
-
-
-def wait_time(profile: Mapping[str, Any]) -> float:
-    return sum(v for k, v in profile.items() if k.startswith("wait_"))
 
 
 def idle_time(profiles: list[Mapping[str, Any]], start: float, end: float) -> float:
@@ -78,3 +66,29 @@ def turn_summary(profiles: Iterable[Mapping[str, Any]]) -> dict[str, float]:
 def overhead_s(profiles: list[Mapping[str, Any]], start: float, end: float) -> float:
     """Orchestration time of a turn spanning [start, end]: transfers plus time no stage ran."""
     return sum(transfer_time(p) for p in profiles) + idle_time(profiles, start, end)
+
+
+def spread(values: list[float]) -> dict[str, float] | None:
+    """min / median / p95 / max; p95 interpolates linearly between the two nearest values."""
+    if not values:
+        return None
+    array = np.asarray(values, dtype=float)
+    return {"min": float(array.min()), "median": float(np.median(array)),
+            "p95": float(np.percentile(array, 95)), "max": float(array.max())}
+
+
+class FirstAudio:
+    """Time to first audio, measured where the reply's audio leaves (the graph for HTTP turns, the
+    WebSocket sender for live ones): from the end of the user's speech to the first audio frame,
+    written into the turn's closing MetricsFrame."""
+
+    def __init__(self, speech_ended_at: float) -> None:
+        self.speech_ended_at = speech_ended_at
+        self.at: float | None = None
+
+    def stamp(self, frame: Frame) -> None:
+        if isinstance(frame, TTSAudioFrame):
+            if self.at is None:
+                self.at = time.time()
+        elif isinstance(frame, MetricsFrame) and frame.stage is None and self.at is not None:
+            frame.metrics["time_to_first_audio_s"] = self.at - self.speech_ended_at

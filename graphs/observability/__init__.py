@@ -1,0 +1,1 @@
+"""Ray Serve metrics and OpenTelemetry export of tracks."""

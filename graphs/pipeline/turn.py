@@ -1,0 +1,136 @@
+"""A turn as the graph runs it: the request, its stages, what it has produced, its records."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from deployments.base import KINDS, Contract
+from graphs.observability.latency import FirstAudio
+from graphs.observability.metrics import ClusterMetrics
+from graphs.store.trace_store import TraceStore
+from omniwire.audio import from_pcm16
+from omniwire.frames import ErrorFrame, Frame, TTSAudioFrame
+
+NO_SPEECH = "no speech recognised in the audio"
+
+
+@dataclass
+class TurnRequest:
+    track_id: str
+    task_ids: list[str]  # one per stage, chosen by the caller
+    audio: np.ndarray  # mono float32 at MODEL_RATE
+    audio_file: bytes  # the upload as sent, kept with the track
+    audio_media_type: str
+    images: list[bytes] = field(default_factory=list)
+    inline_audio: bool = False
+    # When the user stopped speaking (epoch seconds): time to first audio counts from here.
+    speech_ended_at: float | None = None
+
+
+@dataclass
+class TurnOutcome:
+    status: str  # completed | no_speech | failed
+    track_id: str
+    cluster: str
+    turn: int
+    outputs: dict[str, Any]
+    stages: list[dict[str, Any]]
+    turn_s: float
+    error: str | None = None
+    reply_audio: dict[str, Any] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    model: str
+    kind: str
+    params: dict[str, Any]
+    position: int
+
+    @property
+    def contract(self) -> Contract:
+        return KINDS[self.kind]
+
+    @property
+    def reads(self) -> frozenset[str]:
+        return self.contract.consumes | self.contract.accepts
+
+
+@dataclass
+class Turn:
+    """What one turn has produced so far."""
+
+    request: TurnRequest
+    started: float = field(default_factory=time.perf_counter)
+    state: dict[str, Any] = field(default_factory=dict)
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "completed"
+    error: str | None = None
+    spoken: list[str] = field(default_factory=list)
+    audio: list[np.ndarray] = field(default_factory=list)
+    audio_rate: int | None = None
+    reply_audio: dict[str, Any] | None = None  # the stored reply: id, sample_rate, duration_s, wav
+    metrics: dict[str, float] = field(default_factory=dict)
+    first_audio: FirstAudio = field(init=False)
+
+    def __post_init__(self) -> None:
+        started_at = time.time()
+        self.first_audio = FirstAudio(self.request.speech_ended_at or started_at)
+
+    def sent(self, frame: Frame) -> None:
+        """Bookkeeping for a frame that reaches the caller: what of the reply was really spoken."""
+        self.first_audio.stamp(frame)
+        if not isinstance(frame, TTSAudioFrame):
+            return
+        if frame.sentence >= len(self.spoken):
+            self.spoken.append(frame.text)
+        self.audio.append(from_pcm16(frame.audio))
+        self.audio_rate = frame.sample_rate
+
+
+def error_text(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc  # RayTaskError wraps the replica's exception
+    return f"{type(cause).__name__}: {cause}"
+
+
+class TurnRecords:
+    """A turn's task records and stage metrics, written in order by the graph's writer thread."""
+
+    def __init__(self, store: TraceStore, writer: Executor, metrics: ClusterMetrics, turn: Turn) -> None:
+        self.store, self.writer, self.metrics, self.turn = store, writer, metrics, turn
+        self.writes: list[asyncio.Future] = []
+
+    def write(self, fn, *args) -> asyncio.Future:
+        future = asyncio.get_running_loop().run_in_executor(self.writer, fn, *args)
+        self.writes.append(future)
+        return future
+
+    def task_id(self, stage: Stage) -> str:
+        return self.turn.request.task_ids[stage.position]
+
+    def started(self, stage: Stage, ts_start: float) -> None:
+        self.write(self.store.start_task, self.task_id(stage), ts_start)
+
+    def completed(self, stage: Stage, result_profile: dict[str, Any], profile: dict[str, Any]) -> None:
+        self.write(self.store.complete_task, self.task_id(stage), result_profile, profile)
+        self.metrics.stage(stage.name, profile)
+        self.turn.timings.append({"task_name": stage.name, "model": stage.model, **profile})
+
+    def failed(self, stage: Stage, error: str, ts_start: float, elapsed: float) -> ErrorFrame:
+        error = f"stage {stage.name!r} failed: {error}"
+        self.metrics.failed(stage.name)
+        self.write(self.store.fail_task, self.task_id(stage), error, {"ts_start": ts_start, "ts_end": ts_start + elapsed})
+        if self.turn.status == "completed":
+            self.turn.status, self.turn.error = "failed", error
+        return ErrorFrame(error=error, stage=stage.name, status=502)
+
+    def interrupted(self, stage: Stage, done: dict[str, Any]) -> None:
+        self.write(self.store.cancel_task, self.task_id(stage), "cancelled: interrupted", {**done, "interrupted": True})

@@ -1,0 +1,1 @@
+"""Where tracks, task records, audio and annotations are kept."""
