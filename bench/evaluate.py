@@ -102,8 +102,16 @@ def spoken_questions() -> list[Utterance]:
     return utterances
 
 
-def turn_record(cluster: str, utterance: Utterance, round_: int, status: int | None, body: dict[str, Any],
-                detail: str | None, started_at: float, client_s: float) -> dict[str, Any]:
+def turn_record(
+    cluster: str,
+    utterance: Utterance,
+    round_: int,
+    status: int | None,
+    body: dict[str, Any],
+    detail: str | None,
+    started_at: float,
+    client_s: float,
+) -> dict[str, Any]:
     """One turn as bench.json keeps it; a failed turn keeps whatever the server said (4xx/5xx bodies too)."""
     timings = body.get("timings") or {}
     record = {
@@ -121,15 +129,18 @@ def turn_record(cluster: str, utterance: Utterance, round_: int, status: int | N
         "client_s": client_s,
         **{key: timings.get(key) for key in TURN_MEASURES if key != "client_s"},
         "overhead_ratio": timings.get("overhead_ratio"),
-        "stages": {s["task_name"]: {"model_s": s["model_s"], "transfer_s": s["transfer_s"], "ttfb_s": s.get("ttfb_s")}
-                   for s in timings.get("stages", [])},
+        "stages": {
+            s["task_name"]: {"model_s": s["model_s"], "transfer_s": s["transfer_s"], "ttfb_s": s.get("ttfb_s")}
+            for s in timings.get("stages", [])
+        },
     }
     record["wer"] = word_errors([record["reference"]], [record["transcript"]])["wer"] if scored(record) else None
     return record
 
 
-def run_turn(client: OmniServeClient, cluster: str, utterance: Utterance, images: list[tuple[str, bytes]],
-             round_: int) -> dict[str, Any]:
+def run_turn(
+    client: OmniServeClient, cluster: str, utterance: Utterance, images: list[tuple[str, bytes]], round_: int
+) -> dict[str, Any]:
     """One turn on a new track; an error answer or a lost connection becomes a failed record, not an exception."""
     started_at, t0 = time.time(), time.perf_counter()
     try:
@@ -142,8 +153,16 @@ def run_turn(client: OmniServeClient, cluster: str, utterance: Utterance, images
     return turn_record(cluster, utterance, round_, status, body, detail, started_at, time.perf_counter() - t0)
 
 
-def run_cluster(client: OmniServeClient, cluster: str, utterances: list[Utterance], images: list[tuple[str, bytes]],
-                rounds: int, concurrency: int, warmup: int, progress: Progress) -> list[dict[str, Any]]:
+def run_cluster(
+    client: OmniServeClient,
+    cluster: str,
+    utterances: list[Utterance],
+    images: list[tuple[str, bytes]],
+    rounds: int,
+    concurrency: int,
+    warmup: int,
+    progress: Progress,
+) -> list[dict[str, Any]]:
     """Warm-up turns one at a time, then every utterance `rounds` times with `concurrency` turns in flight."""
     task = progress.add_task(f"{cluster} (warm-up)", total=warmup + rounds * len(utterances), failed=0)
     for i in range(warmup):
@@ -152,8 +171,9 @@ def run_cluster(client: OmniServeClient, cluster: str, utterances: list[Utteranc
     progress.update(task, description=cluster)
     records, failed = [], 0
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        pending = [pool.submit(run_turn, client, cluster, u, images, r)
-                   for r in range(1, rounds + 1) for u in utterances]
+        pending = [
+            pool.submit(run_turn, client, cluster, u, images, r) for r in range(1, rounds + 1) for u in utterances
+        ]
         for future in as_completed(pending):
             records.append(future.result())
             failed += not records[-1]["ok"]
@@ -168,8 +188,10 @@ def _quartet(values: dict[str, float] | None) -> str:
 
 def show(console: Console, cluster: str, summary: dict[str, Any]) -> None:
     if summary["completed"]:
-        table = Table(title=f"{cluster}: {summary['completed']} of {summary['turns']} turns completed "
-                            f"(ms, min / median / p95 / max)")
+        table = Table(
+            title=f"{cluster}: {summary['completed']} of {summary['turns']} turns completed "
+            f"(ms, min / median / p95 / max)"
+        )
         table.add_column("stage")
         table.add_column("model", justify="right")
         table.add_column("transfer", justify="right")
@@ -181,8 +203,10 @@ def show(console: Console, cluster: str, summary: dict[str, Any]) -> None:
                 table.add_row(label, _quartet(summary[key]), "")
         console.print(table)
         ratio = summary["overhead_ratio"]
-        console.print(f"overhead ratio (orchestration time over end to end): "
-                      f"median {ratio['median']:.1%}, over all turns {ratio['overall']:.1%}")
+        console.print(
+            f"overhead ratio (orchestration time over end to end): "
+            f"median {ratio['median']:.1%}, over all turns {ratio['overall']:.1%}"
+        )
     else:
         console.print(f"{cluster}: none of {summary['turns']} turns completed")
     wer = summary["wer"]
@@ -202,11 +226,16 @@ def show_clusters(console: Console, summaries: dict[str, dict[str, Any]]) -> Non
         return ms(summary[key][statistic]) if summary[key] else ""
 
     for cluster, summary in summaries.items():
-        table.add_row(short_name(cluster), f"{summary['completed']}/{summary['turns']}",
-                      figure("end_to_end_s", "median"), figure("end_to_end_s", "p95"),
-                      figure("time_to_first_audio_s", "median"), figure("overhead_s", "median"),
-                      f"{summary['overhead_ratio']['overall']:.1%}" if summary["overhead_ratio"] else "",
-                      f"{summary['wer']['wer']:.1%}" if summary["wer"] else "n/a")
+        table.add_row(
+            short_name(cluster),
+            f"{summary['completed']}/{summary['turns']}",
+            figure("end_to_end_s", "median"),
+            figure("end_to_end_s", "p95"),
+            figure("time_to_first_audio_s", "median"),
+            figure("overhead_s", "median"),
+            f"{summary['overhead_ratio']['overall']:.1%}" if summary["overhead_ratio"] else "",
+            f"{summary['wer']['wer']:.1%}" if summary["wer"] else "n/a",
+        )
     console.print(table)
 
 
@@ -214,21 +243,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a running server; without it, --config is deployed on a local Ray")
     parser.add_argument("--config", default="serve_config.yaml", help="serve config to deploy (default: %(default)s)")
-    parser.add_argument("--clusters", nargs="+", metavar="CLUSTER",
-                        help="one or more, by space or comma; default: every cluster the server runs")
-    parser.add_argument("--audio", type=Path, metavar="DIR",
-                        help="folder of recordings and their references; default: five spoken questions")
-    parser.add_argument("--rounds", type=int, default=2, metavar="N",
-                        help="times each recording goes through each cluster (default: %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=1, metavar="K",
-                        help="turns in flight at once (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=2, metavar="N",
-                        help="turns per cluster run first, one at a time, and not counted (default: %(default)s)")
-    parser.add_argument("--image", type=Path, action="append", default=[], metavar="PICTURE",
-                        help="a picture shown with every turn; repeat for several")
-    parser.add_argument("--out", type=Path, default=Path("bench-results"), metavar="DIR",
-                        help="folder for bench.json, report.md and the plots (default: %(default)s); "
-                             "a path ending in .json names the JSON file and puts the rest beside it")
+    parser.add_argument(
+        "--clusters",
+        nargs="+",
+        metavar="CLUSTER",
+        help="one or more, by space or comma; default: every cluster the server runs",
+    )
+    parser.add_argument(
+        "--audio",
+        type=Path,
+        metavar="DIR",
+        help="folder of recordings and their references; default: five spoken questions",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        metavar="N",
+        help="times each recording goes through each cluster (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=1, metavar="K", help="turns in flight at once (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        metavar="N",
+        help="turns per cluster run first, one at a time, and not counted (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--image",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PICTURE",
+        help="a picture shown with every turn; repeat for several",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results"),
+        metavar="DIR",
+        help="folder for bench.json, report.md and the plots (default: %(default)s); "
+        "a path ending in .json names the JSON file and puts the rest beside it",
+    )
     args = parser.parse_args(argv)
     if args.audio is not None and not args.audio.is_dir():
         parser.error(f"--audio {args.audio}: not a folder")
@@ -261,14 +320,21 @@ def main(argv: list[str] | None = None) -> None:
     images = [(path.name, path.read_bytes()) for path in args.image]
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     results = {}
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=console)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
     with OmniServeClient(url) as client, progress:
         clusters = args.clusters or [c["name"] for c in client.clusters() if c["enabled"]]
         for cluster in clusters:
-            turns = run_cluster(client, cluster, utterances, images, args.rounds, args.concurrency, args.warmup,
-                                progress)
+            turns = run_cluster(
+                client, cluster, utterances, images, args.rounds, args.concurrency, args.warmup, progress
+            )
             results[cluster] = {"summary": summarise(turns), "turns": turns}
             show(progress.console, cluster, results[cluster]["summary"])
     if len(results) > 1:
@@ -278,9 +344,13 @@ def main(argv: list[str] | None = None) -> None:
     run = {
         "started_at": started_at,
         "url": url,
-        "settings": {"audio": str(args.audio) if args.audio else "five questions spoken by Piper",
-                     "rounds": args.rounds, "concurrency": args.concurrency, "warmup": args.warmup,
-                     "images": [name for name, _ in images]},
+        "settings": {
+            "audio": str(args.audio) if args.audio else "five questions spoken by Piper",
+            "rounds": args.rounds,
+            "concurrency": args.concurrency,
+            "warmup": args.warmup,
+            "images": [name for name, _ in images],
+        },
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "inputs": [{"name": u.name, "reference": u.reference, "duration_s": u.duration_s} for u in utterances],
         "clusters": results,

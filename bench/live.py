@@ -57,7 +57,7 @@ class _Live:
         for i, start in enumerate(range(0, len(padded), step)):
             if start >= len(audio) and ended is None:
                 ended = time.time()
-            self.ws.send(to_pcm16(padded[start:start + step]))
+            self.ws.send(to_pcm16(padded[start : start + step]))
             time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))
             self._drain()
         return ended
@@ -92,8 +92,12 @@ class _Live:
         first_audio, _ = self._expect("TTSAudioFrame")
         done, end = self._expect("EndFrame")
         metrics = next(f["metrics"] for _, f in self.received if f["type"] == "MetricsFrame" and f["stage"] is None)
-        return {"time_to_first_audio_s": metrics["time_to_first_audio_s"], "client_first_audio_s": first_audio - ended,
-                "total_reply_s": done - ended, "status": end["status"]}
+        return {
+            "time_to_first_audio_s": metrics["time_to_first_audio_s"],
+            "client_first_audio_s": first_audio - ended,
+            "total_reply_s": done - ended,
+            "status": end["status"],
+        }
 
     def barge_in(self, audio: np.ndarray) -> dict[str, Any]:
         self.received = []
@@ -107,8 +111,11 @@ class _Live:
             self._drain()
             time.sleep(0.05)
         audio_after = [t for t, f in self.received if f["type"] == "TTSAudioFrame" and t > sent]
-        return {"acknowledged_s": acknowledged - sent, "stop_latency_s": max(audio_after, default=sent) - sent,
-                "audio_frames_after": len(audio_after)}
+        return {
+            "acknowledged_s": acknowledged - sent,
+            "stop_latency_s": max(audio_after, default=sent) - sent,
+            "audio_frames_after": len(audio_after),
+        }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,7 +158,9 @@ def main(argv: list[str] | None = None) -> None:
         "barge_in_acknowledged_s": spread([b["acknowledged_s"] for b in barge_ins]) if barge_ins else None,
         "barge_in_stop_latency_s": spread([b["stop_latency_s"] for b in barge_ins]) if barge_ins else None,
     }
-    table = Table(title=f"{args.cluster}: {len(turns)} live turns, {len(barge_ins)} barge-ins (min / median / p95 / max)")
+    table = Table(
+        title=f"{args.cluster}: {len(turns)} live turns, {len(barge_ins)} barge-ins (min / median / p95 / max)"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in summary.items():
@@ -162,11 +171,19 @@ def main(argv: list[str] | None = None) -> None:
     console.print(table)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "cluster": args.cluster, "url": url,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "summary": summary, "turns": turns, "barge_ins": barge_ins,
-    }, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "cluster": args.cluster,
+                "url": url,
+                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                "summary": summary,
+                "turns": turns,
+                "barge_ins": barge_ins,
+            },
+            indent=2,
+        )
+    )
     console.print(f"written to {args.out}")
 
 

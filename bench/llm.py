@@ -44,10 +44,15 @@ def measure(model, tokenizer, device: str, tokens: int, runs: int) -> dict:
     import torch
 
     messages = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": PROMPT}]
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True).to(device)
-    settings = {"max_new_tokens": tokens, "min_new_tokens": tokens, "do_sample": False,
-                "pad_token_id": tokenizer.eos_token_id}
+    inputs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    ).to(device)
+    settings = {
+        "max_new_tokens": tokens,
+        "min_new_tokens": tokens,
+        "do_sample": False,
+        "pad_token_id": tokenizer.eos_token_id,
+    }
     rates = []
     with torch.inference_mode():
         model.generate(**inputs, **settings)
@@ -55,7 +60,7 @@ def measure(model, tokenizer, device: str, tokens: int, runs: int) -> dict:
             t0 = time.perf_counter()
             out = model.generate(**inputs, **settings)
             rates.append(tokens / (time.perf_counter() - t0))
-    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     return {"tokens_per_s": statistics.median(rates), "runs": rates, "sample": text}
 
 
@@ -97,12 +102,23 @@ def main(argv: list[str] | None = None) -> None:
     console.print(table)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "model": args.model, "device": device, "tokens": args.tokens, "prompt": PROMPT,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "gpu": torch.cuda.get_device_name() if device == "cuda" else None},
-        "results": results,
-    }, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "model": args.model,
+                "device": device,
+                "tokens": args.tokens,
+                "prompt": PROMPT,
+                "machine": {
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+                },
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     console.print(f"written to {args.out}")
 
 

@@ -23,8 +23,9 @@ STAGES_PLOT = "stages.png"
 END_TO_END_PLOT = "end_to_end.png"
 FIRST_AUDIO_PLOT = "time_to_first_audio.png"
 
-_NORMALISE = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
-                            jiwer.Strip()])
+_NORMALISE = jiwer.Compose(
+    [jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()]
+)
 _TO_WORDS = jiwer.Compose([_NORMALISE, jiwer.ReduceToListOfListOfWords()])
 
 # Measures of a completed turn, as they appear in records and summaries, with their report labels.
@@ -46,9 +47,14 @@ def normalise(text: str) -> str:
 def word_errors(references: list[str], hypotheses: list[str]) -> dict[str, Any]:
     """Corpus word error rate (all errors over all reference words) after normalising both sides."""
     found = jiwer.process_words(references, hypotheses, reference_transform=_TO_WORDS, hypothesis_transform=_TO_WORDS)
-    return {"wer": found.wer, "substitutions": found.substitutions, "deletions": found.deletions,
-            "insertions": found.insertions, "reference_words": found.hits + found.substitutions + found.deletions,
-            "turns": len(references)}
+    return {
+        "wer": found.wer,
+        "substitutions": found.substitutions,
+        "deletions": found.deletions,
+        "insertions": found.insertions,
+        "reference_words": found.hits + found.substitutions + found.deletions,
+        "turns": len(references),
+    }
 
 
 def scored(turn: dict[str, Any]) -> bool:
@@ -62,8 +68,10 @@ def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
     stages: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(name for t in completed for name in t["stages"]):
         runs = [t["stages"][name] for t in completed if name in t["stages"]]
-        stages[name] = {"model_s": spread([s["model_s"] for s in runs]),
-                        "transfer_s": spread([s["transfer_s"] for s in runs])}
+        stages[name] = {
+            "model_s": spread([s["model_s"] for s in runs]),
+            "transfer_s": spread([s["transfer_s"] for s in runs]),
+        }
     measures = {key: spread([t[key] for t in completed if t.get(key) is not None]) for key in TURN_MEASURES}
     ratio = spread([t["overhead_ratio"] for t in completed])
     if ratio:
@@ -80,18 +88,28 @@ def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
         **measures,
         "overhead_ratio": ratio,
         "wer": word_errors([t["reference"] for t in wer_turns], [t["transcript"] for t in wer_turns])
-        if wer_turns else None,
-        "failures": [{"audio": t["audio"], "round": t["round"], "status": t["status"], "detail": t["detail"]}
-                     for t in turns if not t["ok"]],
+        if wer_turns
+        else None,
+        "failures": [
+            {"audio": t["audio"], "round": t["round"], "status": t["status"], "detail": t["detail"]}
+            for t in turns
+            if not t["ok"]
+        ],
     }
 
 
 def failure_groups(failures: list[dict[str, Any]]) -> list[tuple[str, int, str, list[str]]]:
     """Failures with the same status and detail together, most frequent first: (status, turns, detail, audio)."""
     groups = Counter((f["status"], f["detail"]) for f in failures)
-    return [("no answer" if status is None else str(status), count, detail,
-             sorted({f["audio"] for f in failures if (f["status"], f["detail"]) == (status, detail)}))
-            for (status, detail), count in groups.most_common()]
+    return [
+        (
+            "no answer" if status is None else str(status),
+            count,
+            detail,
+            sorted({f["audio"] for f in failures if (f["status"], f["detail"]) == (status, detail)}),
+        )
+        for (status, detail), count in groups.most_common()
+    ]
 
 
 def short_name(cluster: str) -> str:
@@ -130,25 +148,47 @@ def comparison_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
     rows = []
     for cluster, s in summaries.items():
         end_to_end, first_audio = s["end_to_end_s"] or {}, s["time_to_first_audio_s"] or {}
-        rows.append([
-            f"`{cluster}`", f"{s['completed']}/{s['turns']}", str(s["failed"]),
-            ms(end_to_end.get("median")), ms(end_to_end.get("p95")),
-            ms(first_audio.get("median")), ms(first_audio.get("p95")),
-            ms((s["model_s"] or {}).get("median")), ms((s["overhead_s"] or {}).get("median")),
-            f"{s['overhead_ratio']['overall']:.1%}" if s["overhead_ratio"] else "",
-            _wer_text(s["wer"]), f"{s['turns_per_min']:.1f}" if s["turns_per_min"] else "",
-        ])
+        rows.append(
+            [
+                f"`{cluster}`",
+                f"{s['completed']}/{s['turns']}",
+                str(s["failed"]),
+                ms(end_to_end.get("median")),
+                ms(end_to_end.get("p95")),
+                ms(first_audio.get("median")),
+                ms(first_audio.get("p95")),
+                ms((s["model_s"] or {}).get("median")),
+                ms((s["overhead_s"] or {}).get("median")),
+                f"{s['overhead_ratio']['overall']:.1%}" if s["overhead_ratio"] else "",
+                _wer_text(s["wer"]),
+                f"{s['turns_per_min']:.1f}" if s["turns_per_min"] else "",
+            ]
+        )
     return rows
 
 
-COMPARISON_HEADER = ["cluster", "completed", "failed", "end to end median", "end to end p95", "first audio median",
-                     "first audio p95", "model median", "overhead median", "overhead ratio", "WER", "turns/min"]
+COMPARISON_HEADER = [
+    "cluster",
+    "completed",
+    "failed",
+    "end to end median",
+    "end to end p95",
+    "first audio median",
+    "first audio p95",
+    "model median",
+    "overhead median",
+    "overhead ratio",
+    "WER",
+    "turns/min",
+]
 
 
 def _cluster_section(cluster: str, summary: dict[str, Any], turns: list[dict[str, Any]]) -> list[str]:
     lines = [f"## `{cluster}`", ""]
-    lines.append(f"{summary['completed']} of {summary['turns']} turns completed in {summary['wall_s']:.1f} s"
-                 + (f" ({summary['turns_per_min']:.1f} turns/min)." if summary["turns_per_min"] else "."))
+    lines.append(
+        f"{summary['completed']} of {summary['turns']} turns completed in {summary['wall_s']:.1f} s"
+        + (f" ({summary['turns_per_min']:.1f} turns/min)." if summary["turns_per_min"] else ".")
+    )
     lines.append("")
     if summary["stages"]:
         rows = []
@@ -159,13 +199,19 @@ def _cluster_section(cluster: str, summary: dict[str, Any], turns: list[dict[str
         rows = [[label, *_quartet(summary[key])] for key, label in TURN_MEASURES.items() if summary[key]]
         lines += ["Per turn, ms:", ""] + _table(["measure", "min", "median", "p95", "max"], rows)
         ratio = summary["overhead_ratio"]
-        lines += [f"Overhead ratio (orchestration time over end to end): median {ratio['median']:.1%}, "
-                  f"p95 {ratio['p95']:.1%}, over all turns {ratio['overall']:.1%}.", ""]
+        lines += [
+            f"Overhead ratio (orchestration time over end to end): median {ratio['median']:.1%}, "
+            f"p95 {ratio['p95']:.1%}, over all turns {ratio['overall']:.1%}.",
+            "",
+        ]
     wer = summary["wer"]
     if wer:
-        lines += [f"Speech-to-text word error rate: **{wer['wer']:.1%}** over {wer['turns']} turns and "
-                  f"{wer['reference_words']} reference words ({wer['substitutions']} substituted, "
-                  f"{wer['deletions']} deleted, {wer['insertions']} inserted), lower case, punctuation removed.", ""]
+        lines += [
+            f"Speech-to-text word error rate: **{wer['wer']:.1%}** over {wer['turns']} turns and "
+            f"{wer['reference_words']} reference words ({wer['substitutions']} substituted, "
+            f"{wer['deletions']} deleted, {wer['insertions']} inserted), lower case, punctuation removed.",
+            "",
+        ]
         misheard = {}
         for t in turns:
             if scored(t) and normalise(t["transcript"]) != normalise(t["reference"]):
@@ -178,8 +224,10 @@ def _cluster_section(cluster: str, summary: dict[str, Any], turns: list[dict[str
     else:
         lines += ["Speech-to-text word error rate: no turn had both a reference and a transcript.", ""]
     if summary["failures"]:
-        rows = [[status, count, detail, ", ".join(audio)] for status, count, detail, audio in
-                failure_groups(summary["failures"])]
+        rows = [
+            [status, count, detail, ", ".join(audio)]
+            for status, count, detail, audio in failure_groups(summary["failures"])
+        ]
         lines += [f"Failures: {summary['failed']}.", ""]
         lines += _table(["status", "turns", "detail", "audio"], rows, (0, 2, 3))
     else:
@@ -194,24 +242,32 @@ def render_report(run: dict[str, Any], plots: list[str]) -> str:
     machine = run["machine"]
     with_reference = sum(1 for u in run["inputs"] if u["reference"])
     lines = [
-        "# OmniServe benchmark", "",
+        "# OmniServe benchmark",
+        "",
         f"Run at {run['started_at']} against {run['url']}; the benchmark client ran on {machine['platform']} "
-        f"with {machine['cpus']} CPUs.", "",
+        f"with {machine['cpus']} CPUs.",
+        "",
         f"Input: {len(run['inputs'])} utterances from {settings['audio']} ({with_reference} with a reference "
         f"transcript); rounds: {settings['rounds']}; turns in flight: {settings['concurrency']}; warm-up turns "
         f"per cluster, not counted: {settings['warmup']}"
-        + (f"; every turn shows {', '.join(settings['images'])}." if settings["images"] else "."), "",
+        + (f"; every turn shows {', '.join(settings['images'])}." if settings["images"] else "."),
+        "",
         "Model time is inference inside a model's replica; transfer time the rest of each stage call (serialisation, "
         "handle hops, queueing). A turn's model time is the sum over its stages, and streamed stages (the LLM and "
         "the TTS speaking its sentences) overlap, so it can exceed end to end. Orchestration overhead is the "
         "transfer time plus the time no stage ran at all (graphs/pipeline/latency.py). Latency figures are over completed "
         "turns; time to first audio runs from the turn's start in the cluster graph to its first reply audio. "
-        "Failures are listed per cluster.", "",
-        "## Clusters compared", "",
+        "Failures are listed per cluster.",
+        "",
+        "## Clusters compared",
+        "",
     ]
     lines += _table(COMPARISON_HEADER, comparison_rows(summaries))
-    titles = {STAGES_PLOT: "Per-stage model and transfer time", END_TO_END_PLOT: "End to end per turn",
-              FIRST_AUDIO_PLOT: "Time to first audio per turn"}
+    titles = {
+        STAGES_PLOT: "Per-stage model and transfer time",
+        END_TO_END_PLOT: "End to end per turn",
+        FIRST_AUDIO_PLOT: "Time to first audio per turn",
+    }
     lines += [f"![{titles[name]}]({name})\n" for name in plots]
     for cluster, result in run["clusters"].items():
         lines += _cluster_section(cluster, result["summary"], result["turns"])
@@ -230,8 +286,9 @@ def plot_stages(summaries: dict[str, dict[str, Any]], path: Path) -> None:
     heights = [len(summaries[c]["stages"]) for c in clusters]
     figure = Figure(figsize=(10, 1.2 + 0.5 * sum(heights) + 0.4 * len(clusters)))
     axes = figure.subplots(len(clusters), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
-    longest_ms = 1000 * max(s["model_s"]["median"] + s["transfer_s"]["median"]
-                            for c in clusters for s in summaries[c]["stages"].values())
+    longest_ms = 1000 * max(
+        s["model_s"]["median"] + s["transfer_s"]["median"] for c in clusters for s in summaries[c]["stages"].values()
+    )
     for ax, cluster in zip(axes, clusters):
         stages = summaries[cluster]["stages"]
         names = list(stages)[::-1]
@@ -260,10 +317,24 @@ def plot_distribution(turns: dict[str, list[dict[str, Any]]], key: str, title: s
     ax.boxplot([values[c] for c in clusters], orientation="horizontal", widths=0.5, whis=(0, 100))
     jitter = np.random.default_rng(0)
     for y, cluster in enumerate(clusters, start=1):
-        ax.scatter(values[cluster], y + jitter.uniform(-0.12, 0.12, len(values[cluster])), s=12, alpha=0.6,
-                   color="tab:blue", zorder=3, label="turn" if y == 1 else None)
-        ax.scatter([np.percentile(values[cluster], 95)], [y], marker="|", s=400, color="tab:red", zorder=4,
-                   label="p95" if y == 1 else None)
+        ax.scatter(
+            values[cluster],
+            y + jitter.uniform(-0.12, 0.12, len(values[cluster])),
+            s=12,
+            alpha=0.6,
+            color="tab:blue",
+            zorder=3,
+            label="turn" if y == 1 else None,
+        )
+        ax.scatter(
+            [np.percentile(values[cluster], 95)],
+            [y],
+            marker="|",
+            s=400,
+            color="tab:red",
+            zorder=4,
+            label="p95" if y == 1 else None,
+        )
     ax.set_yticks(range(1, len(clusters) + 1), [short_name(c) for c in clusters], fontsize=8)
     ax.set_xlabel("seconds (box: quartiles and median; whiskers: min to max)")
     ax.set_xlim(0, 1.08 * max(max(v) for v in values.values()))
@@ -280,8 +351,10 @@ def write_plots(run: dict[str, Any], out_dir: Path) -> list[str]:
     if any(s["stages"] for s in summaries.values()):
         plot_stages(summaries, out_dir / STAGES_PLOT)
         written.append(STAGES_PLOT)
-    for key, name, title in (("end_to_end_s", END_TO_END_PLOT, "End to end per turn (server)"),
-                             ("time_to_first_audio_s", FIRST_AUDIO_PLOT, "Time to first audio per turn")):
+    for key, name, title in (
+        ("end_to_end_s", END_TO_END_PLOT, "End to end per turn (server)"),
+        ("time_to_first_audio_s", FIRST_AUDIO_PLOT, "Time to first audio per turn"),
+    ):
         if any(s[key] for s in summaries.values()):
             plot_distribution(turns, key, title, out_dir / name)
             written.append(name)

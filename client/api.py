@@ -45,21 +45,36 @@ class OmniServeClient:
     def __exit__(self, *_exc) -> None:
         self.http.close()
 
-    def converse(self, audio: bytes, *, cluster: str | None = None, track_id: str | None = None,
-                 images: list[tuple[str, bytes]] = (), filename: str = "turn.wav",
-                 response_audio: str = "url") -> dict[str, Any]:
+    def converse(
+        self,
+        audio: bytes,
+        *,
+        cluster: str | None = None,
+        track_id: str | None = None,
+        images: list[tuple[str, bytes]] = (),
+        filename: str = "turn.wav",
+        response_audio: str = "url",
+    ) -> dict[str, Any]:
         """One turn: speech (and images) in, transcript, reply text, reply audio and timings out."""
         form, files = self._turn_form(audio, cluster, track_id, images, filename)
         form["response_audio"] = response_audio
         return self._json(self._request("POST", "/v1/conversations", data=form, files=files))
 
-    def converse_stream(self, audio: bytes, *, cluster: str | None = None, track_id: str | None = None,
-                        images: list[tuple[str, bytes]] = (), filename: str = "turn.wav") -> Iterator[Frame]:
+    def converse_stream(
+        self,
+        audio: bytes,
+        *,
+        cluster: str | None = None,
+        track_id: str | None = None,
+        images: list[tuple[str, bytes]] = (),
+        filename: str = "turn.wav",
+    ) -> Iterator[Frame]:
         """The same turn as `converse`, as its frames arrive; a refused turn raises before the first."""
         form, files = self._turn_form(audio, cluster, track_id, images, filename)
         try:
-            with self.http.stream("POST", "/v1/conversations/stream", data=form, files=files,
-                                  headers={"accept": "application/x-ndjson"}) as response:
+            with self.http.stream(
+                "POST", "/v1/conversations/stream", data=form, files=files, headers={"accept": "application/x-ndjson"}
+            ) as response:
                 if not response.is_success:
                     response.read()
                     self._raise_for(response)
@@ -69,11 +84,21 @@ class OmniServeClient:
         except httpx.TransportError as exc:
             raise ServerUnreachable(self.url, _reason(exc)) from None
 
-    def live(self, *, cluster: str | None = None, track_id: str | None = None, sample_rate: int = 16_000,
-             allow_interruptions: bool = True, vad: dict[str, Any] | None = None) -> LiveConnection:
+    def live(
+        self,
+        *,
+        cluster: str | None = None,
+        track_id: str | None = None,
+        sample_rate: int = 16_000,
+        allow_interruptions: bool = True,
+        vad: dict[str, Any] | None = None,
+    ) -> LiveConnection:
         """Open a live conversation; its opening StartFrame (with the track id) is `.start`."""
-        opening: dict[str, Any] = {"type": "StartFrame", "sample_rate": sample_rate,
-                                   "allow_interruptions": allow_interruptions}
+        opening: dict[str, Any] = {
+            "type": "StartFrame",
+            "sample_rate": sample_rate,
+            "allow_interruptions": allow_interruptions,
+        }
         if cluster and not track_id:
             opening["cluster"] = cluster
         if track_id:
@@ -107,8 +132,9 @@ class OmniServeClient:
             return False
 
     @staticmethod
-    def _turn_form(audio: bytes, cluster: str | None, track_id: str | None, images: list[tuple[str, bytes]],
-                   filename: str) -> tuple[dict[str, str], list]:
+    def _turn_form(
+        audio: bytes, cluster: str | None, track_id: str | None, images: list[tuple[str, bytes]], filename: str
+    ) -> tuple[dict[str, str], list]:
         form = {}
         if cluster:
             form["cluster"] = cluster

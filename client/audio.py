@@ -31,7 +31,6 @@ class AudioDeviceError(RuntimeError):
     """No usable microphone or speaker (PortAudio missing, no such device)."""
 
 
-
 def _sounddevice():
     try:
         import sounddevice
@@ -79,8 +78,13 @@ class FileSource(AudioSource):
     one ended; the conversation uses it for turn-taking (wait for the reply) or barge-in (speak over it).
     """
 
-    def __init__(self, paths: Sequence[str | Path], rate: int = SEND_RATE, chunk_s: float = CHUNK_S,
-                 may_start: Callable[[float], bool] | None = None):
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        rate: int = SEND_RATE,
+        chunk_s: float = CHUNK_S,
+        may_start: Callable[[float], bool] | None = None,
+    ):
         super().__init__(rate, chunk_s)
         self.utterances = [self._padded(decode(path, rate).samples) for path in paths]
         self.may_start = may_start or (lambda ended: True)
@@ -117,7 +121,7 @@ class FileSource(AudioSource):
                 self._next += 1
         if self._current is None:
             return self._silence
-        chunk = self._current[self._position:self._position + self.chunk_samples]
+        chunk = self._current[self._position : self._position + self.chunk_samples]
         self._position += self.chunk_samples
         if self._position >= len(self._current):
             self._current, self._ended_at = None, time.monotonic()
@@ -154,8 +158,14 @@ class MicrophoneSource(AudioSource):
             self._chunks.put(bytes(data))
 
         try:
-            self._stream = self._sd.RawInputStream(samplerate=self.rate, blocksize=self.chunk_samples,
-                                                   device=self.device, channels=1, dtype="int16", callback=recorded)
+            self._stream = self._sd.RawInputStream(
+                samplerate=self.rate,
+                blocksize=self.chunk_samples,
+                device=self.device,
+                channels=1,
+                dtype="int16",
+                callback=recorded,
+            )
             self._stream.start()
         except self._sd.PortAudioError as exc:
             raise AudioDeviceError(f"cannot record from the microphone: {exc}") from None
@@ -348,8 +358,8 @@ class SpeakerSink(AudioSink):
     def _open(self, rate: int) -> int:
         def callback(out, frames, _time, _status) -> None:
             block = self._next_block(frames)
-            out[:len(block), 0] = block
-            out[len(block):, 0] = 0
+            out[: len(block), 0] = block
+            out[len(block) :, 0] = 0
 
         sd = self._sd
         try:
@@ -357,8 +367,9 @@ class SpeakerSink(AudioSink):
                 sd.check_output_settings(self.device, channels=1, dtype="float32", samplerate=rate)
             except sd.PortAudioError:  # play at the device's own rate; the sink resamples to it
                 rate = int(sd.query_devices(self.device, "output")["default_samplerate"])
-            self._stream = sd.OutputStream(samplerate=rate, device=self.device, channels=1, dtype="float32",
-                                           latency="low", callback=callback)
+            self._stream = sd.OutputStream(
+                samplerate=rate, device=self.device, channels=1, dtype="float32", latency="low", callback=callback
+            )
             self._stream.start()
         except sd.PortAudioError as exc:
             raise AudioDeviceError(f"cannot play on the speaker: {exc}") from None

@@ -65,8 +65,13 @@ def talk(args: argparse.Namespace, client: OmniServeClient, console: Console) ->
     camera = Camera(args.camera, args.fps) if args.camera is not None else None
     vad = {"min_silence_ms": args.silence_ms} if args.silence_ms else None
     with sink, camera or contextlib.nullcontext():
-        with client.live(cluster=cluster_of(args), track_id=args.track_id, sample_rate=source.rate,
-                         allow_interruptions=not args.no_interruptions, vad=vad) as live:
+        with client.live(
+            cluster=cluster_of(args),
+            track_id=args.track_id,
+            sample_rate=source.rate,
+            allow_interruptions=not args.no_interruptions,
+            vad=vad,
+        ) as live:
             start = live.start
             how = f"speaking {len(inputs)} file(s)" if inputs else "listening: speak, and Ctrl-C to hang up"
             console.print(Text.assemble(("track ", "bold"), start.track_id, f" on {start.cluster}; {how}"))
@@ -86,8 +91,9 @@ def send(args: argparse.Namespace, client: OmniServeClient, console: Console) ->
     images = [image_file(path) for path in args.image]
     if args.video:
         stem = Path(args.video).stem
-        images += [(f"{stem}-{i:03d}.jpg", jpeg) for i, jpeg in enumerate(video_frames(args.video, args.fps,
-                                                                                       args.max_frames))]
+        images += [
+            (f"{stem}-{i:03d}.jpg", jpeg) for i, jpeg in enumerate(video_frames(args.video, args.fps, args.max_frames))
+        ]
     save = Path(args.save) if args.save else None
     sink = SpeakerSink(args.output_device) if args.play else None
     with sink or contextlib.nullcontext():
@@ -99,15 +105,27 @@ def send(args: argparse.Namespace, client: OmniServeClient, console: Console) ->
     return EXIT_REFUSED if failed else 0
 
 
-def send_turns(args: argparse.Namespace, client: OmniServeClient, console: Console, recordings: list[Path],
-               images: list[tuple[str, bytes]], save: Path | None, sink: AudioSink | None) -> tuple[str | None, bool]:
+def send_turns(
+    args: argparse.Namespace,
+    client: OmniServeClient,
+    console: Console,
+    recordings: list[Path],
+    images: list[tuple[str, bytes]],
+    save: Path | None,
+    sink: AudioSink | None,
+) -> tuple[str | None, bool]:
     """One turn per recording on one track; returns the track and whether any turn failed."""
     track_id, cluster, failed = args.track_id, cluster_of(args), False
     view = TurnView(console)
     for path in recordings:
         console.rule(Text(path.name))
-        turn = dict(audio=path.read_bytes(), filename=path.name, images=images, track_id=track_id,
-                    cluster=None if track_id else cluster)
+        turn = dict(
+            audio=path.read_bytes(),
+            filename=path.name,
+            images=images,
+            track_id=track_id,
+            cluster=None if track_id else cluster,
+        )
         if args.stream:
             track_id, number, status, reply = streamed_turn(client, turn, view, console, sink)
         else:
@@ -125,8 +143,9 @@ def send_turns(args: argparse.Namespace, client: OmniServeClient, console: Conso
     return track_id, failed
 
 
-def whole_turn(client: OmniServeClient, turn: dict[str, Any], view: TurnView, console: Console,
-               want_audio: bool) -> tuple[str, int, str, bytes | None]:
+def whole_turn(
+    client: OmniServeClient, turn: dict[str, Any], view: TurnView, console: Console, want_audio: bool
+) -> tuple[str, int, str, bytes | None]:
     """POST /v1/conversations; the reply's WAV comes inline when it is to be saved or played."""
     started, http_status = time.perf_counter(), 200
     try:
@@ -144,8 +163,9 @@ def whole_turn(client: OmniServeClient, turn: dict[str, Any], view: TurnView, co
     return body["track_id"], body["turn"], body["status"], wav
 
 
-def streamed_turn(client: OmniServeClient, turn: dict[str, Any], view: TurnView, console: Console,
-                  sink: AudioSink | None) -> tuple[str, int, str, bytes | None]:
+def streamed_turn(
+    client: OmniServeClient, turn: dict[str, Any], view: TurnView, console: Console, sink: AudioSink | None
+) -> tuple[str, int, str, bytes | None]:
     """POST /v1/conversations/stream: frames shown as they arrive, reply audio played as it comes."""
     waiting = console.status("waiting for the reply…")
     waiting.start()
@@ -195,10 +215,16 @@ def server_options(parser: argparse.ArgumentParser, with_defaults: bool) -> argp
     """--url and --api-key, before or after the command; only the top level has defaults, so a
     command's own (SUPPRESS) cannot overwrite what was given before it."""
     unset = argparse.SUPPRESS
-    parser.add_argument("--url", default=os.environ.get("OMNISERVE_URL", DEFAULT_URL) if with_defaults else unset,
-                        help=f"server URL (env OMNISERVE_URL, default {DEFAULT_URL})")
-    parser.add_argument("--api-key", default=os.environ.get("OMNISERVE_API_KEY") if with_defaults else unset,
-                        help="sent as 'Authorization: Bearer KEY' (env OMNISERVE_API_KEY)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("OMNISERVE_URL", DEFAULT_URL) if with_defaults else unset,
+        help=f"server URL (env OMNISERVE_URL, default {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("OMNISERVE_API_KEY") if with_defaults else unset,
+        help="sent as 'Authorization: Bearer KEY' (env OMNISERVE_API_KEY)",
+    )
     return parser
 
 
@@ -206,39 +232,65 @@ def parser() -> argparse.ArgumentParser:
     server = server_options(argparse.ArgumentParser(add_help=False), with_defaults=False)
 
     track = argparse.ArgumentParser(add_help=False)
-    track.add_argument("--track-cluster", "--track_cluster", dest="cluster",
-                       help=f"cluster to start a conversation with (default {DEFAULT_CLUSTER}); see 'clusters'")
+    track.add_argument(
+        "--track-cluster",
+        "--track_cluster",
+        dest="cluster",
+        help=f"cluster to start a conversation with (default {DEFAULT_CLUSTER}); see 'clusters'",
+    )
     track.add_argument("--track-id", "--track_id", help="continue this track instead of starting one")
 
-    main_parser = server_options(argparse.ArgumentParser(prog="omni-client",
-                                                         description="Talk to an OmniServe server."),
-                                 with_defaults=True)
+    main_parser = server_options(
+        argparse.ArgumentParser(prog="omni-client", description="Talk to an OmniServe server."), with_defaults=True
+    )
     commands = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    live = commands.add_parser("talk", parents=[server, track], help="a live conversation over the WebSocket",
-                               description="Speak with a cluster: the server hears where you stop and answers "
-                                           "aloud; speak over the answer to interrupt it.")
-    live.add_argument("--input", nargs="+", action="extend", default=[], metavar="FILE",
-                      help="speak these recordings instead of using the microphone: each at real-time pace, "
-                           "the next once the reply to the last has played")
+    live = commands.add_parser(
+        "talk",
+        parents=[server, track],
+        help="a live conversation over the WebSocket",
+        description="Speak with a cluster: the server hears where you stop and answers "
+        "aloud; speak over the answer to interrupt it.",
+    )
+    live.add_argument(
+        "--input",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="speak these recordings instead of using the microphone: each at real-time pace, "
+        "the next once the reply to the last has played",
+    )
     live.add_argument("--output", metavar="WAV", help="write the reply audio to this file instead of playing it")
-    live.add_argument("--barge-in", type=float, metavar="SECONDS",
-                      help="with several --input files: start each next one this long into the reply, "
-                           "interrupting it")
-    live.add_argument("--camera", nargs="?", const="0", metavar="DEVICE",
-                      help="show webcam frames (device number, default 0, or a video file) with each utterance")
+    live.add_argument(
+        "--barge-in",
+        type=float,
+        metavar="SECONDS",
+        help="with several --input files: start each next one this long into the reply, interrupting it",
+    )
+    live.add_argument(
+        "--camera",
+        nargs="?",
+        const="0",
+        metavar="DEVICE",
+        help="show webcam frames (device number, default 0, or a video file) with each utterance",
+    )
     live.add_argument("--fps", type=float, default=1.0, help="camera frames sampled per second (default 1)")
     live.add_argument("--silence-ms", type=int, help="quiet that ends an utterance (server default 500)")
     live.add_argument("--no-interruptions", action="store_true", help="let replies finish even if you speak")
     live.add_argument("--input-device", type=device, help="microphone (sounddevice name or number)")
     live.add_argument("--output-device", type=device, help="speaker (sounddevice name or number)")
-    live.add_argument("--timeout", type=float, default=120.0,
-                      help="give up when a reply stalls this many seconds (default 120)")
+    live.add_argument(
+        "--timeout", type=float, default=120.0, help="give up when a reply stalls this many seconds (default 120)"
+    )
     live.set_defaults(run=talk)
 
-    post = commands.add_parser("send", parents=[server, track], help="send recordings, one turn each",
-                               description="Send audio files (anything soundfile reads), one turn each, "
-                                           "on one track.")
+    post = commands.add_parser(
+        "send",
+        parents=[server, track],
+        help="send recordings, one turn each",
+        description="Send audio files (anything soundfile reads), one turn each, on one track.",
+    )
     post.add_argument("files", nargs="+", metavar="FILE")
     post.add_argument("--image", action="append", default=[], metavar="FILE", help="an image shown with every turn")
     post.add_argument("--video", metavar="FILE", help="frames of this video shown with every turn")

@@ -29,11 +29,13 @@ def ms(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds * 1000:,.0f}"
 
 
-def latency_table(title: str, stages: list[dict[str, Any]], columns: dict[str, str],
-                  totals: Iterable[tuple[str, float | None]]) -> Table:
+def latency_table(
+    title: str, stages: list[dict[str, Any]], columns: dict[str, str], totals: Iterable[tuple[str, float | None]]
+) -> Table:
     """One row per stage with the `columns` it has (key: heading), then the turn's totals."""
-    shown = ({key: heading for key, heading in columns.items() if any(s.get(key) is not None for s in stages)}
-             or dict([next(iter(columns.items()))]))
+    shown = {key: heading for key, heading in columns.items() if any(s.get(key) is not None for s in stages)} or dict(
+        [next(iter(columns.items()))]
+    )
     table = Table(title=title, title_justify="left")
     table.add_column("stage")
     for heading in shown.values():
@@ -95,15 +97,19 @@ class TurnView:
     def latency(self, title: str) -> None:
         """The turn's per-stage table from its MetricsFrames."""
         stages = [{"stage": name, **values} for name, values in self.metrics.items()]
-        totals = [("time to first audio", self.turn_metrics.get("time_to_first_audio_s")),
-                  ("total reply", self.turn_metrics.get("total_reply_s"))]
-        self.console.print(latency_table(title, stages, {"ttfb_s": "first output", "processing_s": "processing"},
-                                         totals))
+        totals = [
+            ("time to first audio", self.turn_metrics.get("time_to_first_audio_s")),
+            ("total reply", self.turn_metrics.get("total_reply_s")),
+        ]
+        self.console.print(
+            latency_table(title, stages, {"ttfb_s": "first output", "processing_s": "processing"}, totals)
+        )
 
     def interrupted(self, played_s: float, received_s: float) -> None:
         self.end_reply()
-        self.console.print(Text(f"interrupted: played {played_s:.2f} s of {received_s:.2f} s of reply audio",
-                                style="yellow"))
+        self.console.print(
+            Text(f"interrupted: played {played_s:.2f} s of {received_s:.2f} s of reply audio", style="yellow")
+        )
         self.latency("interrupted turn")
 
     def outcome(self, body: dict[str, Any], round_trip_s: float) -> None:
@@ -116,12 +122,21 @@ class TurnView:
             self._line(Text.assemble(("agent: ", "bold green"), body["reply_text"]))
         timings = body.get("timings") or {}
         stages = [{"stage": s["task_name"], **s} for s in timings.get("stages", [])]
-        totals = [("model", timings.get("model_s")), ("transfer", timings.get("transfer_s")),
-                  ("end to end (server)", timings.get("end_to_end_s")), ("overhead", timings.get("overhead_s")),
-                  ("round trip (client)", round_trip_s)]
-        self.console.print(latency_table(f"turn {body.get('turn')}", stages,
-                                         {"model_s": "model", "transfer_s": "transfer", "ttfb_s": "first output"},
-                                         totals))
+        totals = [
+            ("model", timings.get("model_s")),
+            ("transfer", timings.get("transfer_s")),
+            ("end to end (server)", timings.get("end_to_end_s")),
+            ("overhead", timings.get("overhead_s")),
+            ("round trip (client)", round_trip_s),
+        ]
+        self.console.print(
+            latency_table(
+                f"turn {body.get('turn')}",
+                stages,
+                {"model_s": "model", "transfer_s": "transfer", "ttfb_s": "first output"},
+                totals,
+            )
+        )
 
     def end_reply(self) -> None:
         if self.replying:
@@ -139,8 +154,13 @@ class TurnView:
 def track_tables(track: dict[str, Any]) -> list[Table]:
     """A track's tasks in order with their timings (ms; `start` counted from the turn's first task),
     then its per-turn summary."""
-    tasks = Table(title=f"{track['track_id']}  ({track['cluster']}), times in ms", title_justify="left",
-                  box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    tasks = Table(
+        title=f"{track['track_id']}  ({track['cluster']}), times in ms",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     names = max((len(t["task_name"]) for t in track["tasks"]), default=4)
     waits = any(wait_time(t.get("latency_profile") or {}) for t in track["tasks"])
     tasks.add_column("turn", justify="right", no_wrap=True, min_width=4)
@@ -158,20 +178,34 @@ def track_tables(track: dict[str, Any]) -> list[Table]:
     for task in track["tasks"]:
         profile = task.get("latency_profile") or {}
         timed = "ts_start" in profile
-        times = [ms(profile["ts_start"] - turn_start[task["turn"]]), ms(model_time(profile)),
-                 ms(transfer_time(profile))] if timed else ["", "", ""]
+        times = (
+            [ms(profile["ts_start"] - turn_start[task["turn"]]), ms(model_time(profile)), ms(transfer_time(profile))]
+            if timed
+            else ["", "", ""]
+        )
         if waits:
             times.append(ms(wait_time(profile) or None) if timed else "")
-        tasks.add_row(str(task["turn"]), task["task_name"],
-                      Text(task["status"], style=status_style.get(task["status"], "")),
-                      *times, ms(profile.get("ttfb_s")), task.get("error") or "")
+        tasks.add_row(
+            str(task["turn"]),
+            task["task_name"],
+            Text(task["status"], style=status_style.get(task["status"], "")),
+            *times,
+            ms(profile.get("ttfb_s")),
+            task.get("error") or "",
+        )
     turns = Table(title="turns, times in ms", title_justify="left", box=box.SIMPLE_HEAD)
     for heading in ("turn", "status", "model", "transfer", "end to end", "overhead"):
         turns.add_column(heading, justify="left" if heading == "status" else "right")
     for turn in track.get("turns", []):
         ratio = turn.get("overhead_ratio")
-        turns.add_row(str(turn["turn"]), turn["status"], ms(turn.get("model_s")), ms(turn.get("transfer_s")),
-                      ms(turn.get("end_to_end_s")), "" if ratio is None else f"{ratio:.1%}")
+        turns.add_row(
+            str(turn["turn"]),
+            turn["status"],
+            ms(turn.get("model_s")),
+            ms(turn.get("transfer_s")),
+            ms(turn.get("end_to_end_s")),
+            "" if ratio is None else f"{ratio:.1%}",
+        )
     return [tasks, turns]
 
 
@@ -183,6 +217,10 @@ def clusters_table(clusters: list[dict[str, Any]]) -> Table:
     table.add_column("why not")
     for cluster in clusters:
         stages = " → ".join(s["name"] for s in cluster["stages"])
-        table.add_row(cluster["name"], Text("yes", style="green") if cluster["enabled"] else Text("no", style="red"),
-                      stages, cluster.get("reason") or "")
+        table.add_row(
+            cluster["name"],
+            Text("yes", style="green") if cluster["enabled"] else Text("no", style="red"),
+            stages,
+            cluster.get("reason") or "",
+        )
     return table

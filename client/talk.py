@@ -58,8 +58,16 @@ class TurnTaking:
 class LiveTalk:
     """Runs one conversation until the source has said everything and been answered, or Ctrl-C."""
 
-    def __init__(self, live: LiveConnection, source: AudioSource, sink: AudioSink, view: TurnView,
-                 turns: TurnTaking, camera: Camera | None = None, timeout_s: float = 120.0):
+    def __init__(
+        self,
+        live: LiveConnection,
+        source: AudioSource,
+        sink: AudioSink,
+        view: TurnView,
+        turns: TurnTaking,
+        camera: Camera | None = None,
+        timeout_s: float = 120.0,
+    ):
         self.live = live
         self.source = source
         self.sink = sink
@@ -155,7 +163,7 @@ class SpeechOnsets:
 
     def started(self, pcm16: bytes) -> bool:
         samples = from_pcm16(pcm16)
-        rms = float(np.sqrt(np.mean(samples ** 2))) if len(samples) else 0.0
+        rms = float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
         self.floor = rms if self.floor is None else self.floor
         loud = rms > max(self.min_rms, self.ratio * self.floor)
         onset = loud and not self.speaking

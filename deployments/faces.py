@@ -18,8 +18,15 @@ import numpy as np
 # FER2013's classes, in the model's output order.
 EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 # How a face with each expression looks, in words for a prompt.
-LOOKS = {"angry": "angry", "disgust": "disgusted", "fear": "fearful", "happy": "happy", "sad": "sad",
-         "surprise": "surprised", "neutral": "neutral"}
+LOOKS = {
+    "angry": "angry",
+    "disgust": "disgusted",
+    "fear": "fearful",
+    "happy": "happy",
+    "sad": "sad",
+    "surprise": "surprised",
+    "neutral": "neutral",
+}
 
 # Detection runs on at most this many pixels a side: a phone photo at full size costs seconds
 # and finds the same faces.
@@ -65,8 +72,11 @@ class FaceExpressionClassifier:
         self._detector = cv2.CascadeClassifier(str(data / "haarcascade_frontalface_default.xml"))
         if self._detector.empty():
             raise RuntimeError(f"could not load the Haar cascade from {data}")
-        self._detect_args = {"scaleFactor": scale_factor, "minNeighbors": min_neighbors,
-                             "minSize": (min_face_size, min_face_size)}
+        self._detect_args = {
+            "scaleFactor": scale_factor,
+            "minNeighbors": min_neighbors,
+            "minSize": (min_face_size, min_face_size),
+        }
         self._interpreter = Interpreter(model_path=str(data / "emotion_model_quantized.tflite"))
         self._interpreter.allocate_tensors()
         model_input = self._interpreter.get_input_details()[0]
@@ -91,11 +101,13 @@ class FaceExpressionClassifier:
         faces = []
         for box in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
             scores = self._classify(self._crop(gray, box))
-            faces.append({
-                "box": [round(int(v) / scale) for v in box],
-                "label": max(scores, key=scores.get),
-                "scores": scores,
-            })
+            faces.append(
+                {
+                    "box": [round(int(v) / scale) for v in box],
+                    "label": max(scores, key=scores.get),
+                    "scores": scores,
+                }
+            )
         return faces
 
     def _crop(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:

@@ -51,7 +51,9 @@ class HuggingFaceLLM(LLMService):
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         ).to(self.device)
         sampling = (
-            {"do_sample": True, "temperature": settings.temperature} if settings.temperature > 0 else {"do_sample": False}
+            {"do_sample": True, "temperature": settings.temperature}
+            if settings.temperature > 0
+            else {"do_sample": False}
         )
         return {
             **inputs,
@@ -82,8 +84,9 @@ class HuggingFaceLLM(LLMService):
         """What every profile of this model says about it."""
         return {"model": self.options.model, "device": self.device}
 
-    def stream(self, messages: list[dict[str, str]], settings: GenerationSettings,
-               stop: threading.Event) -> Iterator[str | dict[str, Any]]:
+    def stream(
+        self, messages: list[dict[str, str]], settings: GenerationSettings, stop: threading.Event
+    ) -> Iterator[str | dict[str, Any]]:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         class _Stop(StoppingCriteria):
@@ -117,5 +120,9 @@ class HuggingFaceLLM(LLMService):
             worker.join()
         elapsed = time.perf_counter() - t0
         completion = len(self.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"])
-        yield {**self.describe(), "prompt_tokens": int(kwargs["input_ids"].shape[1]), "completion_tokens": completion,
-               "tokens_per_s": round(completion / elapsed, 1) if elapsed > 0 else None}
+        yield {
+            **self.describe(),
+            "prompt_tokens": int(kwargs["input_ids"].shape[1]),
+            "completion_tokens": completion,
+            "tokens_per_s": round(completion / elapsed, 1) if elapsed > 0 else None,
+        }

@@ -19,6 +19,7 @@ DEFAULT_SYSTEM_PROMPT = (
 # Placeholders a prompt template may use, each filled from the turn slot of the same name.
 TEMPLATE_FIELDS = ("transcript", "emotion", "context", "image_text")
 
+
 class GenerationSettings(StrictModel):
     max_new_tokens: int | None = None  # None: the model's configured limit
     temperature: float = 0.0
@@ -64,8 +65,9 @@ class LLMService(Component):
     def generate(self, messages: list[dict[str, str]], settings: GenerationSettings) -> tuple[str, dict[str, Any]]:
         raise NotImplementedError
 
-    def stream(self, messages: list[dict[str, str]], settings: GenerationSettings,
-               stop: threading.Event) -> Iterator[str]:
+    def stream(
+        self, messages: list[dict[str, str]], settings: GenerationSettings, stop: threading.Event
+    ) -> Iterator[str]:
         """Text pieces as they are generated, then optionally one dict: the call's profile.
         Generation ends early once `stop` is set.
 
@@ -75,16 +77,18 @@ class LLMService(Component):
         yield text
         yield profile
 
-    async def chat(self, messages: list[dict[str, str]], max_new_tokens: int | None = None,
-                   temperature: float = 0.0) -> dict[str, Any]:
+    async def chat(
+        self, messages: list[dict[str, str]], max_new_tokens: int | None = None, temperature: float = 0.0
+    ) -> dict[str, Any]:
         """A chat completion for callers other than a cluster graph (the OpenAI-compatible API)."""
         settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
         t0 = time.perf_counter()
         text, profile = await asyncio.to_thread(self.generate, messages, settings)
         return {"text": text, "model_s": time.perf_counter() - t0, **profile}
 
-    async def chat_stream(self, messages: list[dict[str, str]], max_new_tokens: int | None = None,
-                          temperature: float = 0.0) -> AsyncIterator[str]:
+    async def chat_stream(
+        self, messages: list[dict[str, str]], max_new_tokens: int | None = None, temperature: float = 0.0
+    ) -> AsyncIterator[str]:
         """`chat`, piece by piece; a consumer that stops listening stops the generation."""
         settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
         async for piece in self._pieces(messages, settings, {}):
@@ -105,13 +109,20 @@ class LLMService(Component):
             yield piece
         elapsed = time.perf_counter() - t0
         text = trim_to_sentence("".join(pieces).strip())
-        profile = {"reply_text": text, "prompt": messages[-1]["content"],
-                   "history_messages": len(inputs.get("history") or []), "pieces": len(pieces),
-                   "ttfb_s": (first_piece or time.perf_counter()) - t0, "processing_s": elapsed, **backend}
+        profile = {
+            "reply_text": text,
+            "prompt": messages[-1]["content"],
+            "history_messages": len(inputs.get("history") or []),
+            "pieces": len(pieces),
+            "ttfb_s": (first_piece or time.perf_counter()) - t0,
+            "processing_s": elapsed,
+            **backend,
+        }
         yield StageOutput({"reply_text": text}, profile, elapsed, ts_start)
 
-    async def _pieces(self, messages: list[dict[str, Any]], settings: GenerationSettings,
-                      profile: dict[str, Any]) -> AsyncIterator[str]:
+    async def _pieces(
+        self, messages: list[dict[str, Any]], settings: GenerationSettings, profile: dict[str, Any]
+    ) -> AsyncIterator[str]:
         """`stream` without blocking the event loop; its closing profile goes into `profile`."""
         stop = threading.Event()
         pieces = self.stream(messages, settings, stop)
@@ -130,6 +141,10 @@ class LLMService(Component):
         messages = self.messages(inputs, params)
         text, profile = self.generate(messages, params)
         text = trim_to_sentence(text.strip())
-        profile = {"reply_text": text, "prompt": messages[-1]["content"],
-                   "history_messages": len(inputs.get("history") or []), **profile}
+        profile = {
+            "reply_text": text,
+            "prompt": messages[-1]["content"],
+            "history_messages": len(inputs.get("history") or []),
+            **profile,
+        }
         return {"reply_text": text}, profile

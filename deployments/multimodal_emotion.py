@@ -37,9 +37,15 @@ EXPRESSION_AFFECT: dict[str, tuple[float, float]] = {
 
 # (sentiment of the fused valence, arousal level) -> label
 FUSED_LABELS: dict[tuple[str, str], str] = {
-    ("positive", "high"): "excited", ("positive", "medium"): "happy", ("positive", "low"): "content",
-    ("neutral", "high"): "animated", ("neutral", "medium"): "neutral", ("neutral", "low"): "calm",
-    ("negative", "high"): "upset", ("negative", "medium"): "unhappy", ("negative", "low"): "sad",
+    ("positive", "high"): "excited",
+    ("positive", "medium"): "happy",
+    ("positive", "low"): "content",
+    ("neutral", "high"): "animated",
+    ("neutral", "medium"): "neutral",
+    ("neutral", "low"): "calm",
+    ("negative", "high"): "upset",
+    ("negative", "medium"): "unhappy",
+    ("negative", "low"): "sad",
 }
 
 
@@ -107,8 +113,13 @@ class MultimodalEmotion(EmotionService):
         scores = {e: round(float(np.mean([s[e] for s in largest])), 4) for e in EXPRESSIONS}
         valence = sum(p * EXPRESSION_AFFECT[e][0] for e, p in scores.items())
         arousal = sum(p * EXPRESSION_AFFECT[e][1] for e, p in scores.items())
-        return {"label": max(scores, key=scores.get), "valence": round(valence, 3),
-                "arousal": round(arousal, 3), "scores": scores, "faces": faces}
+        return {
+            "label": max(scores, key=scores.get),
+            "valence": round(valence, 3),
+            "arousal": round(arousal, 3),
+            "scores": scores,
+            "faces": faces,
+        }
 
     @staticmethod
     def _fuse(modalities: dict[str, dict[str, Any]], params: Params) -> dict[str, Any]:

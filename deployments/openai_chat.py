@@ -49,11 +49,16 @@ class OpenAIChat(OpenAIService, LLMService):
         images = (inputs.get("images") or [])[:: params.image_every][: params.max_images]
         if params.send_images and images:
             question = chat[-1]["content"]
-            chat[-1] = {"role": "user", "content": [
-                {"type": "text", "text": question},
-                *({"type": "image_url", "image_url": {"url": data_url(i), "detail": params.image_detail}}
-                  for i in images),
-            ]}
+            chat[-1] = {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": question},
+                    *(
+                        {"type": "image_url", "image_url": {"url": data_url(i), "detail": params.image_detail}}
+                        for i in images
+                    ),
+                ],
+            }
         return chat
 
     def generate(self, messages: list[dict[str, Any]], settings: GenerationSettings) -> tuple[str, dict[str, Any]]:
@@ -75,8 +80,9 @@ class OpenAIChat(OpenAIService, LLMService):
             **call,
         }
 
-    def stream(self, messages: list[dict[str, Any]], settings: GenerationSettings,
-               stop: threading.Event) -> Iterator[str | dict[str, Any]]:
+    def stream(
+        self, messages: list[dict[str, Any]], settings: GenerationSettings, stop: threading.Event
+    ) -> Iterator[str | dict[str, Any]]:
         chunks, call = self._call(
             self.client.chat.completions,
             model=self.options.model,

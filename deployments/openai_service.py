@@ -28,8 +28,10 @@ def missing_key(env: str) -> str | None:
     """Why no client can be made with the key in `env`, or None."""
     if os.environ.get(env):
         return None
-    return (f"{env} is not set; set it (and OPENAI_BASE_URL to use an OpenAI-compatible server "
-            "such as this one's /v1) to enable this cluster")
+    return (
+        f"{env} is not set; set it (and OPENAI_BASE_URL to use an OpenAI-compatible server "
+        "such as this one's /v1) to enable this cluster"
+    )
 
 
 def openai_client(api_key_env: str, base_url: str | None, timeout_s: float, max_retries: int):

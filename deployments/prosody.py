@@ -45,10 +45,17 @@ def measure(audio: np.ndarray, transcript: str, sample_rate: int) -> dict[str, A
 
     words = len(_WORD.findall(transcript))
     features: dict[str, Any] = {
-        "pitch_mean_hz": None, "pitch_sd_hz": None, "pitch_sd_semitones": None,
-        "intensity_mean_db": None, "intensity_sd_db": None,
-        "voiced_s": 0.0, "speech_s": 0.0, "words": words, "speaking_rate_wps": None,
-        "arousal": None, "arousal_level": None,
+        "pitch_mean_hz": None,
+        "pitch_sd_hz": None,
+        "pitch_sd_semitones": None,
+        "intensity_mean_db": None,
+        "intensity_sd_db": None,
+        "voiced_s": 0.0,
+        "speech_s": 0.0,
+        "words": words,
+        "speaking_rate_wps": None,
+        "arousal": None,
+        "arousal_level": None,
     }
     samples = np.asarray(audio, dtype=np.float64)
     if len(samples) < _MIN_SECONDS * sample_rate or np.abs(samples).max() < 1e-4:

@@ -30,8 +30,9 @@ def quantized_model(path, quantization: str, device: str, dtype):
         # Per-channel scales and an fp32 output head (tied to the embeddings): with one scale per
         # tensor, or a quantized head, the 135M model falls into repeating one sentence.
         qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-        linear = {name: qconfig for name, m in model.named_modules()
-                  if isinstance(m, torch.nn.Linear) and name != "lm_head"}
+        linear = {
+            name: qconfig for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and name != "lm_head"
+        }
         return torch.ao.quantization.quantize_dynamic(model, linear, dtype=torch.qint8)
     from transformers import BitsAndBytesConfig
 

@@ -144,7 +144,7 @@ def chunk_text(text: str, max_chars: int = CHUNK_CHARS, overlap_chars: int = OVE
 
 
 def _join(units: list[tuple[str, str]]) -> str:
-    return "".join(sep + text for sep, text in units)[len(units[0][0]):] if units else ""
+    return "".join(sep + text for sep, text in units)[len(units[0][0]) :] if units else ""
 
 
 def _length(units: list[tuple[str, str]]) -> int:
@@ -180,8 +180,15 @@ class DocumentIndex:
     """Chunks and their vectors under the same ids. Ids are never reused, so a chunk id kept in a
     task record always means the same text."""
 
-    def __init__(self, settings: dict[str, Any], vectors, chunks: dict[int, Chunk],
-                 files: dict[str, str], next_id: int, generation: int) -> None:
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        vectors,
+        chunks: dict[int, Chunk],
+        files: dict[str, str],
+        next_id: int,
+        generation: int,
+    ) -> None:
         self.settings = settings
         self.vectors = vectors  # faiss IndexIDMap2 over inner product
         self.chunks = chunks
@@ -211,8 +218,9 @@ class DocumentIndex:
                 continue  # two ingests finished since the manifest was read; read the newest
             vectors = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
             chunks = {c["id"]: Chunk(**c) for c in stored["chunks"]}
-            return cls(manifest["settings"], vectors, chunks, stored["files"], stored["next_id"],
-                       manifest["generation"])
+            return cls(
+                manifest["settings"], vectors, chunks, stored["files"], stored["next_id"], manifest["generation"]
+            )
         raise RuntimeError(f"index {directory.name!r} at {directory} kept changing while being read")
 
     def save(self, directory: Path) -> None:
@@ -222,12 +230,17 @@ class DocumentIndex:
         generation = self.generation + 1
         index_file, chunks_file = f"index-{generation:06d}.faiss", f"chunks-{generation:06d}.json"
         _write_atomically(directory / index_file, faiss.serialize_index(self.vectors).tobytes())
-        stored = {"next_id": self.next_id, "files": self.files,
-                  "chunks": [asdict(c) for c in self.chunks.values()]}
+        stored = {"next_id": self.next_id, "files": self.files, "chunks": [asdict(c) for c in self.chunks.values()]}
         _write_atomically(directory / chunks_file, json.dumps(stored).encode())
-        manifest = {"generation": generation, "index_file": index_file, "chunks_file": chunks_file,
-                    "settings": self.settings, "files": len(self.files), "chunks": len(self.chunks),
-                    "updated_at": time.time()}
+        manifest = {
+            "generation": generation,
+            "index_file": index_file,
+            "chunks_file": chunks_file,
+            "settings": self.settings,
+            "files": len(self.files),
+            "chunks": len(self.chunks),
+            "updated_at": time.time(),
+        }
         _write_atomically(directory / MANIFEST, json.dumps(manifest, indent=1).encode())
         self.generation = generation
         # The previous generation stays for readers that read the old manifest a moment ago.
@@ -272,8 +285,7 @@ def open_index(directory: Path) -> DocumentIndex:
     index = DocumentIndex.load(directory)
     if not index.chunks:
         raise IndexNotReady(
-            f"index {directory.name!r} at {directory} holds no text; ingest documents with: "
-            f"{ingest_command(directory)}"
+            f"index {directory.name!r} at {directory} holds no text; ingest documents with: {ingest_command(directory)}"
         )
     return index
 
@@ -304,7 +316,8 @@ def ingest(folder: str | Path, directory: Path, embedder: Embedder) -> IngestRep
     documents = {
         path.relative_to(folder).as_posix(): path
         for path in sorted(folder.rglob("*"))
-        if path.suffix.lower() in DOCUMENT_SUFFIXES and path.is_file()
+        if path.suffix.lower() in DOCUMENT_SUFFIXES
+        and path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     }
     settings = {"embedding_model": embedder.name, "chunk_chars": CHUNK_CHARS, "overlap_chars": OVERLAP_CHARS}
@@ -364,8 +377,7 @@ def _print_ingest(console, directory: Path, folder: str, report: IngestReport, s
     for source, reason in report.failed.items():
         table.add_row("[bold red]failed[/]", escape(source), escape(reason))
     console.print(table)
-    console.print(f"{report.files} files, {report.chunks} chunks, generation {report.generation} "
-                  f"({seconds:.1f} s)")
+    console.print(f"{report.files} files, {report.chunks} chunks, generation {report.generation} ({seconds:.1f} s)")
 
 
 def _print_hits(console, question: str, hits: list[tuple[Chunk, float]]) -> None:
@@ -399,9 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     search_parser.add_argument("-k", type=positive_int, default=3, help="how many chunks (default 3)")
     for sub in (ingest_parser, search_parser):
         sub.add_argument("--index", default="default", help="index name (default: default)")
-        sub.add_argument("--root", default=None,
-                         help=f"where indexes live, relative to the repository (default: ${ROOT_ENV}, "
-                              f"else {DEFAULT_ROOT})")
+        sub.add_argument(
+            "--root",
+            default=None,
+            help=f"where indexes live, relative to the repository (default: ${ROOT_ENV}, else {DEFAULT_ROOT})",
+        )
     args = parser.parse_args(argv)
 
     console = Console()

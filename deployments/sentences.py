@@ -16,7 +16,7 @@ def split_sentences(text: str) -> list[str]:
     """Whole sentences of a complete text; a trailing fragment without an end mark is kept."""
     sentences, start = [], 0
     for match in _END.finditer(text):
-        if sentence := text[start:match.end()].strip():
+        if sentence := text[start : match.end()].strip():
             sentences.append(sentence)
         start = match.end()
     if rest := text[start:].strip():
@@ -47,7 +47,7 @@ class SentenceAggregator:
         sentences = []
         start = 0
         for match in _END_BEFORE_SPACE.finditer(self._buffer):
-            candidate = self._buffer[start:match.end()].strip()
+            candidate = self._buffer[start : match.end()].strip()
             if len(candidate) >= self.min_chars:
                 sentences.append(candidate)
                 start = match.end()

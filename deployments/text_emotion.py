@@ -32,8 +32,12 @@ class TextLexicons:
         counts = {e: affects[e] for e in _NRC_EMOTIONS}
         total = sum(counts.values())
         emotions = {e: round(c / total, 3) for e, c in counts.items() if c} if total else {}
-        return {"sentiment": sentiment_of(vader["compound"], neutral_band), "valence": vader["compound"],
-                "vader": vader, "emotions": emotions}
+        return {
+            "sentiment": sentiment_of(vader["compound"], neutral_band),
+            "valence": vader["compound"],
+            "vader": vader,
+            "emotions": emotions,
+        }
 
 
 def sentiment_of(valence: float, neutral_band: float) -> str:

@@ -81,8 +81,10 @@ class VoiceToVoice(Component):
             fields = template_fields(template) if isinstance(template, str) else set()
         except ValueError:
             fields = set()  # LLMService.check_params reports the malformed template
-        errors = [("prompt_template", f"unknown placeholder {{{name}}}; use {ACCOMPANYING_FIELDS}")
-                  for name in sorted(fields - set(ACCOMPANYING_FIELDS))]
+        errors = [
+            ("prompt_template", f"unknown placeholder {{{name}}}; use {ACCOMPANYING_FIELDS}")
+            for name in sorted(fields - set(ACCOMPANYING_FIELDS))
+        ]
         return errors or LLMService.check_params(params, available)
 
     @classmethod
@@ -118,14 +120,20 @@ class VoiceToVoice(Component):
         heard, stt_profile = self.stt.process({"audio": audio}, self.stt.Params())
         t1 = time.perf_counter()
         transcript = heard["transcript"]
-        profile: dict[str, Any] = {"backend": "local", "transcript": transcript, "reply_text": "",
-                                   "timings": {"stt_s": round(t1 - t0, 4)}, "stt": _details(stt_profile)}
+        profile: dict[str, Any] = {
+            "backend": "local",
+            "transcript": transcript,
+            "reply_text": "",
+            "timings": {"stt_s": round(t1 - t0, 4)},
+            "stt": _details(stt_profile),
+        }
         if not transcript.strip():
             return {"transcript": transcript}, profile  # no speech: the graph ends the turn here
 
         template = "{transcript}" if params.prompt_template is None else "{transcript}\n\n" + params.prompt_template
-        llm_params = LLMParams(prompt_template=template, system_prompt=params.system_prompt,
-                               max_new_tokens=params.max_new_tokens)
+        llm_params = LLMParams(
+            prompt_template=template, system_prompt=params.system_prompt, max_new_tokens=params.max_new_tokens
+        )
         context = {k: inputs[k] for k in (*ACCOMPANYING_FIELDS, "history") if k in inputs}
         answered, llm_profile = self.llm.process({**context, "transcript": transcript}, llm_params)
         t2 = time.perf_counter()
@@ -157,23 +165,31 @@ class VoiceToVoice(Component):
             "model": self.options.model,
             "modalities": ["text", "audio"],
             "audio": {"voice": self.voice, "format": "wav"},
-            "messages": [{"role": "system", "content": params.system_prompt}, *history,
-                         {"role": "user", "content": content}],
+            "messages": [
+                {"role": "system", "content": params.system_prompt},
+                *history,
+                {"role": "user", "content": content},
+            ],
         }
         if params.max_new_tokens is not None:
             request["max_completion_tokens"] = params.max_new_tokens
 
         with ThreadPoolExecutor(max_workers=1) as pool:
-            transcription = pool.submit(self._timed_call, self.client.audio.transcriptions,
-                                        model=self.options.transcription_model, file=("turn.wav", wav, "audio/wav"))
+            transcription = pool.submit(
+                self._timed_call,
+                self.client.audio.transcriptions,
+                model=self.options.transcription_model,
+                file=("turn.wav", wav, "audio/wav"),
+            )
             completion, chat_call = self._timed_call(self.client.chat.completions, **request)
             transcribed, transcription_call = transcription.result()
         transcript = transcribed.text.strip()
 
         message = completion.choices[0].message
         if message.audio is None:
-            raise RuntimeError(f"{self.options.model} answered without audio; it must support "
-                               "modalities ['text', 'audio']")
+            raise RuntimeError(
+                f"{self.options.model} answered without audio; it must support modalities ['text', 'audio']"
+            )
         reply = decode(base64.b64decode(message.audio.data), target_rate=None)
         samples, rate = reply.samples, reply.rate
         reply_text = (message.audio.transcript or "").strip()
@@ -191,14 +207,18 @@ class VoiceToVoice(Component):
             "reply_audio_seconds": round(len(samples) / rate, 3),
             "sample_rate": rate,
             "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
-            if usage else None,
+            if usage
+            else None,
             "timings": {"chat_s": chat_call.pop("seconds"), "transcription_s": transcription_call.pop("seconds")},
             "calls": {"chat": chat_call, "transcription": transcription_call},
         }
         if not transcript:
             return {"transcript": transcript}, profile  # no speech: the graph ends the turn here
-        return {"transcript": transcript, "reply_text": reply_text,
-                "reply_audio": {"samples": samples, "sample_rate": rate}}, profile
+        return {
+            "transcript": transcript,
+            "reply_text": reply_text,
+            "reply_audio": {"samples": samples, "sample_rate": rate},
+        }, profile
 
     @staticmethod
     def _timed_call(endpoint, **kwargs) -> tuple[Any, dict[str, Any]]:
@@ -223,4 +243,3 @@ class VoiceToVoice(Component):
 def _details(profile: dict[str, Any]) -> dict[str, Any]:
     """A part's own profile without what the stage's profile already says at the top."""
     return {k: v for k, v in profile.items() if k not in ("transcript", "reply_text", "prompt", "history_messages")}
-

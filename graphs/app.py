@@ -37,6 +37,7 @@ class AppArgs(BaseModel):
     # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); each track becomes a trace.
     otlp_endpoint: str | None = None
 
+
 # Model kinds the OpenAI-compatible API serves.
 OPENAI_KINDS = ("speech_to_text", "llm", "text_to_speech", "image_to_text")
 
@@ -90,19 +91,23 @@ def catalog(config: ClustersConfig, enabled: list[str], reasons: dict[str, str] 
     reasons = reasons or {}
     out = []
     for name, spec in config.clusters.items():
-        reason = (reasons.get(name) or config.unavailable_reason(name)
-                  or "not listed in enabled_clusters in the serve config")
-        out.append({
-            "name": name,
-            "description": spec.description,
-            "enabled": name in enabled,
-            "reason": None if name in enabled else reason,
-            "allow_interruptions": spec.allow_interruptions,
-            "stages": [
-                {"name": s.name, "model": s.model, "component": config.stage_component(s), "step": i}
-                for i, step in enumerate(spec.steps()) for s in step
-            ],
-        })
+        reason = (
+            reasons.get(name) or config.unavailable_reason(name) or "not listed in enabled_clusters in the serve config"
+        )
+        out.append(
+            {
+                "name": name,
+                "description": spec.description,
+                "enabled": name in enabled,
+                "reason": None if name in enabled else reason,
+                "allow_interruptions": spec.allow_interruptions,
+                "stages": [
+                    {"name": s.name, "model": s.model, "component": config.stage_component(s), "step": i}
+                    for i, step in enumerate(spec.steps())
+                    for s in step
+                ],
+            }
+        )
     return out
 
 
@@ -112,18 +117,26 @@ def build_models(config: ClustersConfig, names: list[str]) -> dict[str, Applicat
     models = {}
     for name in names:
         spec = config.models[name]
-        models[name] = serve.deployment(registry[spec.component]).options(
-            name=name,
-            num_replicas=spec.num_replicas,
-            max_ongoing_requests=spec.max_ongoing_requests,
-            ray_actor_options=spec.ray_actor_options.for_serve(),
-        ).bind(**spec.options)
+        models[name] = (
+            serve.deployment(registry[spec.component])
+            .options(
+                name=name,
+                num_replicas=spec.num_replicas,
+                max_ongoing_requests=spec.max_ongoing_requests,
+                ray_actor_options=spec.ray_actor_options.for_serve(),
+            )
+            .bind(**spec.options)
+        )
     return models
 
 
-def build_graphs(config: ClustersConfig, enabled: list[str], trace_store_url: str,
-                 models: dict[str, Application] | None = None, otlp_endpoint: str | None = None,
-                 ) -> dict[str, Application]:
+def build_graphs(
+    config: ClustersConfig,
+    enabled: list[str],
+    trace_store_url: str,
+    models: dict[str, Application] | None = None,
+    otlp_endpoint: str | None = None,
+) -> dict[str, Application]:
     """One ClusterGraph per enabled cluster over the given (or newly bound) model deployments."""
     registry = components()
     models = models if models is not None else build_models(config, config.models_for(enabled))
@@ -131,12 +144,18 @@ def build_graphs(config: ClustersConfig, enabled: list[str], trace_store_url: st
     for cluster in enabled:
         spec = config.clusters[cluster]
         steps = [
-            [{"name": s.name, "model": s.model, "kind": registry[config.stage_component(s)].kind, "params": s.params}
-             for s in step]
+            [
+                {"name": s.name, "model": s.model, "kind": registry[config.stage_component(s)].kind, "params": s.params}
+                for s in step
+            ]
             for step in spec.steps()
         ]
         graphs[cluster] = ClusterGraph.options(name=cluster).bind(
-            cluster, steps, {s.model: models[s.model] for s in spec.flat()}, trace_store_url, spec.history_turns,
+            cluster,
+            steps,
+            {s.model: models[s.model] for s in spec.flat()},
+            trace_store_url,
+            spec.history_turns,
             otlp_endpoint,
         )
     return graphs
@@ -155,9 +174,14 @@ def build_app(args: dict[str, Any]) -> Application:
     names += sorted(parsed.openai_api.model_names() - set(names))
     models = build_models(config, names)
     graphs = build_graphs(config, enabled, parsed.trace_store_url, models, parsed.otlp_endpoint)
-    openai_models = {name: (_kind(config, name), app) for name, app in models.items()
-                     if _kind(config, name) in OPENAI_KINDS}
+    openai_models = {
+        name: (_kind(config, name), app) for name, app in models.items() if _kind(config, name) in OPENAI_KINDS
+    }
     return OmniServeIngress.bind(
-        graphs, catalog(config, enabled, reasons), parsed.trace_store_url, parsed.max_audio_seconds,
-        openai_models, parsed.openai_api.model_dump(),
+        graphs,
+        catalog(config, enabled, reasons),
+        parsed.trace_store_url,
+        parsed.max_audio_seconds,
+        openai_models,
+        parsed.openai_api.model_dump(),
     )

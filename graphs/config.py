@@ -185,7 +185,9 @@ def _check(config: ClustersConfig) -> list[str]:
                 kind = _stage_kind(config, registry, stage)
                 for slot in KINDS[kind].produces if kind else ():
                     if slot in produced:
-                        errors.append(f"{at}: {slot!r} is also produced by {produced[slot]!r} in the same parallel step")
+                        errors.append(
+                            f"{at}: {slot!r} is also produced by {produced[slot]!r} in the same parallel step"
+                        )
                     produced[slot] = stage.name
             # Parallel branches see only what was there before the step; the step's outputs come after.
             available |= set(produced)
@@ -200,8 +202,9 @@ def _stage_kind(config: ClustersConfig, registry, stage: StageSpec) -> str | Non
     return component.kind if component else PLANNED.get(model.component, (None,))[0]
 
 
-def _check_stage(config: ClustersConfig, registry, stage: StageSpec, at: str, available: set[str],
-                 seen: set[str]) -> list[str]:
+def _check_stage(
+    config: ClustersConfig, registry, stage: StageSpec, at: str, available: set[str], seen: set[str]
+) -> list[str]:
     errors = []
     if stage.name in seen:
         errors.append(f"{at}.name: duplicate stage name {stage.name!r}")

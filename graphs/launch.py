@@ -53,8 +53,9 @@ def deploy(config: dict[str, Any], timeout_s: float = 600) -> str:
         if len(states) == len(names) and all(s.status == "RUNNING" for s in states.values()):
             break
         if time.monotonic() > deadline:
-            raise TimeoutError(f"applications not running after {timeout_s:.0f} s: "
-                               f"{ {n: s.status for n, s in states.items()} }")
+            raise TimeoutError(
+                f"applications not running after {timeout_s:.0f} s: { {n: s.status for n, s in states.items()} }"
+            )
         time.sleep(0.5)
     host = schema.http_options.host
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host

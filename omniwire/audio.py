@@ -33,8 +33,9 @@ class DecodedAudio:
     media_type: str
 
 
-def decode(data: bytes | str | Path, target_rate: int | None = MODEL_RATE,
-           max_seconds: float | None = None) -> DecodedAudio:
+def decode(
+    data: bytes | str | Path, target_rate: int | None = MODEL_RATE, max_seconds: float | None = None
+) -> DecodedAudio:
     """Any channel count and rate, from bytes or a file; the length is checked before anything is decoded."""
     if isinstance(data, bytes) and not data:
         raise AudioError("the audio file is empty")

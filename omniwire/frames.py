@@ -159,9 +159,23 @@ class EmotionFrame(DataFrame):
 
 FRAME_TYPES: dict[str, type[Frame]] = {
     cls.__name__: cls
-    for cls in (CancelFrame, ErrorFrame, StartInterruptionFrame, StopInterruptionFrame, MetricsFrame,
-                StartFrame, EndFrame, SyncFrame, AudioRawFrame, ImageFrame, TextFrame, TranscriptionFrame,
-                LLMTextFrame, TTSAudioFrame, EmotionFrame)
+    for cls in (
+        CancelFrame,
+        ErrorFrame,
+        StartInterruptionFrame,
+        StopInterruptionFrame,
+        MetricsFrame,
+        StartFrame,
+        EndFrame,
+        SyncFrame,
+        AudioRawFrame,
+        ImageFrame,
+        TextFrame,
+        TranscriptionFrame,
+        LLMTextFrame,
+        TTSAudioFrame,
+        EmotionFrame,
+    )
 }
 
 

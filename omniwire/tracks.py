@@ -20,7 +20,5 @@ def parse_track_id(track_id: str) -> tuple[str, str]:
     """(cluster, uid) of a well-formed track id; TrackIdError saying what is wrong otherwise."""
     match = _TRACK_ID.match(track_id)
     if match is None:
-        raise TrackIdError(
-            f"malformed track id {track_id!r}: expected 'T-<cluster name>-<32 lowercase hex digits>'"
-        )
+        raise TrackIdError(f"malformed track id {track_id!r}: expected 'T-<cluster name>-<32 lowercase hex digits>'")
     return match.group(1), match.group(2)

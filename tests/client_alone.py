@@ -5,8 +5,19 @@ import subprocess
 import sys
 
 # The server's packages and the heavy ones it needs; the client must run without any of them.
-SERVER_ONLY = ("ray", "torch", "transformers", "fastapi", "silero_vad", "faster_whisper", "pydantic",
-               "sqlalchemy", "graphs", "deployments", "bench")
+SERVER_ONLY = (
+    "ray",
+    "torch",
+    "transformers",
+    "fastapi",
+    "silero_vad",
+    "faster_whisper",
+    "pydantic",
+    "sqlalchemy",
+    "graphs",
+    "deployments",
+    "bench",
+)
 
 _RUN = """
 import importlib.abc, sys
@@ -24,5 +35,10 @@ sys.exit(main({argv!r}))
 
 def run_client(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
     code = _RUN.format(blocked=set(SERVER_ONLY), argv=[str(a) for a in argv])
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                          env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"},
+    )

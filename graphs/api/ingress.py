@@ -1,6 +1,5 @@
 """The HTTP API: FastAPI on Ray Serve, in front of one ClusterGraph per enabled cluster."""
 
-
 import asyncio
 import base64
 import io
@@ -51,13 +50,18 @@ class LiveSettings(BaseModel):
     vad: VADSettings = VADSettings()
 
 
-
 @serve.deployment(name="OmniServeIngress", max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(api)
 class OmniServeIngress(OpenAIEndpoints, TracePages):
-    def __init__(self, graphs: dict[str, Any], catalog: list[dict[str, Any]], trace_store_url: str,
-                 max_audio_seconds: float, openai_models: dict[str, tuple[str, Any]],
-                 openai_args: dict[str, Any]):
+    def __init__(
+        self,
+        graphs: dict[str, Any],
+        catalog: list[dict[str, Any]],
+        trace_store_url: str,
+        max_audio_seconds: float,
+        openai_models: dict[str, tuple[str, Any]],
+        openai_args: dict[str, Any],
+    ):
         self.graphs = graphs
         self.catalog = {c["name"]: c for c in catalog}
         self.store = TraceStore(trace_store_url)
@@ -85,8 +89,9 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         if not await asyncio.to_thread(self.store.track_exists, track_id):
             raise HTTPException(404, f"unknown track {track_id!r}")
         try:
-            return await asyncio.to_thread(self.store.annotate, track_id, rating.turn, rating.stage, rating.score,
-                                           rating.note)
+            return await asyncio.to_thread(
+                self.store.annotate, track_id, rating.turn, rating.stage, rating.score, rating.note
+            )
         except AnnotationError as exc:
             raise HTTPException(400, str(exc)) from None
 
@@ -101,7 +106,9 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
     @api.post("/v1/conversations")
     async def converse(
         self,
-        audio_file: UploadFile | None = File(None, alias="audio", description="WAV, FLAC or OGG; any rate and channels"),
+        audio_file: UploadFile | None = File(
+            None, alias="audio", description="WAV, FLAC or OGG; any rate and channels"
+        ),
         images: list[UploadFile] = File(default=[], description="optional images shown with the turn"),
         cluster: str | None = Form(None, description="cluster to start a conversation with"),
         track_id: str | None = Form(None, description="track to continue"),
@@ -112,7 +119,9 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         try:
             outcome: TurnOutcome = await self.graphs[cluster].run_turn.remote(request)
         except Exception as exc:
-            await asyncio.to_thread(self.store.close_tasks, request.task_ids, f"turn aborted: {type(exc).__name__}: {exc}")
+            await asyncio.to_thread(
+                self.store.close_tasks, request.task_ids, f"turn aborted: {type(exc).__name__}: {exc}"
+            )
             raise HTTPException(500, f"the {cluster} graph failed: {type(exc).__name__}") from None
 
         body = self._body(outcome, received, time.time())
@@ -162,18 +171,42 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
 
         def new_request(samples, images, ended_at) -> TurnRequest:
             task_ids = [uuid.uuid4().hex for _ in self.catalog[cluster]["stages"]]
-            return TurnRequest(track_id, task_ids, samples, audio.encode_wav(samples, audio.MODEL_RATE), "audio/wav",
-                               images, speech_ended_at=ended_at)
+            return TurnRequest(
+                track_id,
+                task_ids,
+                samples,
+                audio.encode_wav(samples, audio.MODEL_RATE),
+                "audio/wav",
+                images,
+                speech_ended_at=ended_at,
+            )
 
-        start = StartFrame(track_id=track_id, cluster=cluster, allow_interruptions=settings.allow_interruptions,
-                           enable_metrics=settings.enable_metrics)
-        live = LiveConversation(ws, start, self.graphs[cluster], new_request, settings.vad, settings.sample_rate,
-                                self.catalog[cluster]["allow_interruptions"])
+        start = StartFrame(
+            track_id=track_id,
+            cluster=cluster,
+            allow_interruptions=settings.allow_interruptions,
+            enable_metrics=settings.enable_metrics,
+        )
+        live = LiveConversation(
+            ws,
+            start,
+            self.graphs[cluster],
+            new_request,
+            settings.vad,
+            settings.sample_rate,
+            self.catalog[cluster]["allow_interruptions"],
+        )
         await live.run()
 
-    async def _prepare(self, audio_file: UploadFile | None, images: list[UploadFile], cluster: str | None,
-                       track_id: str | None, inline_audio: bool = False,
-                       speech_ended_at: float | None = None) -> tuple[str, TurnRequest]:
+    async def _prepare(
+        self,
+        audio_file: UploadFile | None,
+        images: list[UploadFile],
+        cluster: str | None,
+        track_id: str | None,
+        inline_audio: bool = False,
+        speech_ended_at: float | None = None,
+    ) -> tuple[str, TurnRequest]:
         """Everything a turn needs, checked before anything is written: 4xx with a message otherwise."""
         cluster, track_id = await self._resolve_track(cluster, track_id)
         if audio_file is None:
@@ -188,8 +221,16 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         image_bytes = [await self._read_image(i, upload) for i, upload in enumerate(images)]
         # Task ids are chosen here so that, should the graph itself die, its records can be closed.
         task_ids = [uuid.uuid4().hex for _ in self.catalog[cluster]["stages"]]
-        return cluster, TurnRequest(track_id, task_ids, decoded.samples, data, decoded.media_type, image_bytes,
-                                    inline_audio=inline_audio, speech_ended_at=speech_ended_at)
+        return cluster, TurnRequest(
+            track_id,
+            task_ids,
+            decoded.samples,
+            data,
+            decoded.media_type,
+            image_bytes,
+            inline_audio=inline_audio,
+            speech_ended_at=speech_ended_at,
+        )
 
     async def _resolve_track(self, cluster: str | None, track_id: str | None) -> tuple[str, str]:
         if track_id:
@@ -240,8 +281,12 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             "reply_audio": None,
             "timings": {
                 "stages": [
-                    {"task_name": s["task_name"], "model_s": model_time(s), "transfer_s": transfer_time(s),
-                     "ttfb_s": s.get("ttfb_s")}
+                    {
+                        "task_name": s["task_name"],
+                        "model_s": model_time(s),
+                        "transfer_s": transfer_time(s),
+                        "ttfb_s": s.get("ttfb_s"),
+                    }
                     for s in outcome.stages
                 ],
                 "model_s": model_s,

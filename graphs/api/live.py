@@ -45,8 +45,16 @@ MIN_UTTERANCE_S = 0.3
 
 
 class LiveConversation:
-    def __init__(self, ws: WebSocket, start: StartFrame, graph: Any, new_request: Callable[..., Any],
-                 vad: VADSettings, sample_rate: int, cluster_allows_interruptions: bool):
+    def __init__(
+        self,
+        ws: WebSocket,
+        start: StartFrame,
+        graph: Any,
+        new_request: Callable[..., Any],
+        vad: VADSettings,
+        sample_rate: int,
+        cluster_allows_interruptions: bool,
+    ):
         self.ws = ws
         self.start = start
         self.graph = graph

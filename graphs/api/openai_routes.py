@@ -44,8 +44,14 @@ class OpenAIAPIArgs(BaseModel):
 
 
 class OpenAIError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None, kind: str = "invalid_request_error"):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+    ):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
 
@@ -81,8 +87,9 @@ class SpeechRequest(BaseModel):
 
 def _data_url(url: str, where: str) -> bytes:
     if not url.startswith("data:"):
-        raise OpenAIError(400, f"{where}: only data: URLs can be read; this server does not fetch from the web",
-                          param=where)
+        raise OpenAIError(
+            400, f"{where}: only data: URLs can be read; this server does not fetch from the web", param=where
+        )
     try:
         header, payload = url.split(",", 1)
         if not header.endswith(";base64"):
@@ -112,34 +119,45 @@ class OpenAIEndpoints:
     def _authorize(self, authorization: str | None) -> None:
         key = self.openai_args.api_key
         if key and authorization != f"Bearer {key}":
-            raise OpenAIError(401, "Incorrect or missing API key; send 'Authorization: Bearer <key>'",
-                              code="invalid_api_key")
+            raise OpenAIError(
+                401, "Incorrect or missing API key; send 'Authorization: Bearer <key>'", code="invalid_api_key"
+            )
 
     def _model(self, name: str, kinds: tuple[str, ...], param: str = "model") -> Any:
         target = self.openai_args.aliases.get(name, name)
         found = self.openai_models.get(target)
         if found is None:
-            raise OpenAIError(404, f"The model '{name}' does not exist here; GET /v1/models lists the models",
-                              param=param, code="model_not_found")
+            raise OpenAIError(
+                404,
+                f"The model '{name}' does not exist here; GET /v1/models lists the models",
+                param=param,
+                code="model_not_found",
+            )
         kind, handle = found
         if kind not in kinds:
-            raise OpenAIError(400, f"The model '{name}' is a {kind} model; this endpoint needs {' or '.join(kinds)}",
-                              param=param)
+            raise OpenAIError(
+                400, f"The model '{name}' is a {kind} model; this endpoint needs {' or '.join(kinds)}", param=param
+            )
         return handle
 
     def _helper(self, role: str, what: str) -> Any:
         name = getattr(self.openai_args, role)
         if not name:
-            raise OpenAIError(400, f"{what} needs a {role.replace('_', '-')} model, and none is configured "
-                                   f"(openai_api.{role} in the serve config)")
+            raise OpenAIError(
+                400,
+                f"{what} needs a {role.replace('_', '-')} model, and none is configured "
+                f"(openai_api.{role} in the serve config)",
+            )
         return self._model(name, (role,))
 
     @api.get("/v1/models")
     def list_models(self, authorization: str | None = Header(None)) -> dict[str, Any]:
         self._authorize(authorization)
         names = sorted(set(self.openai_models) | set(self.openai_args.aliases))
-        return {"object": "list",
-                "data": [{"id": n, "object": "model", "created": 0, "owned_by": "omniserve"} for n in names]}
+        return {
+            "object": "list",
+            "data": [{"id": n, "object": "model", "created": 0, "owned_by": "omniserve"} for n in names],
+        }
 
     @api.post("/v1/audio/transcriptions")
     async def transcriptions(
@@ -153,8 +171,11 @@ class OpenAIEndpoints:
         self._authorize(authorization)
         handle = self._model(model, ("speech_to_text",))
         if response_format not in ("json", "text"):
-            raise OpenAIError(400, f"response_format {response_format!r} is not supported here; use json or text",
-                              param="response_format")
+            raise OpenAIError(
+                400,
+                f"response_format {response_format!r} is not supported here; use json or text",
+                param="response_format",
+            )
         samples = self._decode_audio(await file.read(), "file")
         result = await handle.run.remote({"audio": samples}, {"language": language} if language else {})
         text = result.outputs["transcript"]
@@ -175,8 +196,9 @@ class OpenAIEndpoints:
         result = await handle.run.remote({"reply_text": body.input}, {})
         spoken = result.outputs["reply_audio"]
         data, media_type = audio.encode(spoken["samples"], spoken["sample_rate"], body.response_format)
-        return Response(data, media_type=media_type,
-                        headers={"openai-processing-ms": str(round(result.model_s * 1000))})
+        return Response(
+            data, media_type=media_type, headers={"openai-processing-ms": str(round(result.model_s * 1000))}
+        )
 
     @api.post("/v1/chat/completions")
     async def chat_completions(self, body: ChatRequest, authorization: str | None = Header(None)) -> Response:
@@ -186,8 +208,9 @@ class OpenAIEndpoints:
         audio_format = (body.audio or {}).get("format", "wav")
         if speak:
             if body.stream:
-                raise OpenAIError(400, "streaming audio output is not supported here; ask without stream",
-                                  param="stream")
+                raise OpenAIError(
+                    400, "streaming audio output is not supported here; ask without stream", param="stream"
+                )
             self._check_format(audio_format, "audio.format")
         messages = [await self._flatten(i, m) for i, m in enumerate(body.messages)]
         if not messages:
@@ -205,9 +228,15 @@ class OpenAIEndpoints:
             processing_ms = str(round((time.perf_counter() - t0) * 1000))
 
             def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
-                return _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                             "model": body.model,
-                             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
+                return _sse(
+                    {
+                        "id": completion_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": body.model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+                    }
+                )
 
             async def events():
                 try:
@@ -221,24 +250,40 @@ class OpenAIEndpoints:
                 finally:
                     pieces.cancel()  # a client that hangs up stops the generation
 
-            return StreamingResponse(events(), media_type="text/event-stream",
-                                     headers={"openai-processing-ms": processing_ms})
+            return StreamingResponse(
+                events(), media_type="text/event-stream", headers={"openai-processing-ms": processing_ms}
+            )
 
         result = await handle.chat.remote(messages, max_tokens, temperature)
         text = result["text"]
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if speak:
             wav, _ = await self._speak(text, audio_format)
-            message = {"role": "assistant", "content": None,
-                       "audio": {"id": f"audio_{uuid.uuid4().hex}", "data": base64.b64encode(wav).decode("ascii"),
-                                 "transcript": text, "expires_at": created + 3600}}
+            message = {
+                "role": "assistant",
+                "content": None,
+                "audio": {
+                    "id": f"audio_{uuid.uuid4().hex}",
+                    "data": base64.b64encode(wav).decode("ascii"),
+                    "transcript": text,
+                    "expires_at": created + 3600,
+                },
+            }
         finish_reason = "length" if result["completion_tokens"] >= result["max_new_tokens"] else "stop"
-        usage = {"prompt_tokens": result["prompt_tokens"], "completion_tokens": result["completion_tokens"],
-                 "total_tokens": result["prompt_tokens"] + result["completion_tokens"]}
+        usage = {
+            "prompt_tokens": result["prompt_tokens"],
+            "completion_tokens": result["completion_tokens"],
+            "total_tokens": result["prompt_tokens"] + result["completion_tokens"],
+        }
         return JSONResponse(
-            {"id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
-             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
-             "usage": usage},
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": body.model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
+                "usage": usage,
+            },
             headers={"openai-processing-ms": str(round(result["model_s"] * 1000))},
         )
 
@@ -277,8 +322,9 @@ class OpenAIEndpoints:
     @staticmethod
     def _check_format(fmt: str, param: str) -> None:
         if fmt not in audio.OUTPUT_FORMATS:
-            raise OpenAIError(400, f"{param} {fmt!r} is not supported here; use one of {sorted(audio.OUTPUT_FORMATS)}",
-                              param=param)
+            raise OpenAIError(
+                400, f"{param} {fmt!r} is not supported here; use one of {sorted(audio.OUTPUT_FORMATS)}", param=param
+            )
 
     @staticmethod
     def _decode_audio(data: bytes, param: str):
@@ -286,4 +332,3 @@ class OpenAIEndpoints:
             return audio.decode(data).samples
         except audio.AudioError as exc:
             raise OpenAIError(400, f"{param}: {exc}", param=param) from None
-

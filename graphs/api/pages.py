@@ -27,19 +27,32 @@ _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templa
 
 def waterfall(tasks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
     """One row per task: its span on a shared time axis, split into model, transfer and waiting."""
-    timed = [t["latency_profile"] for t in tasks if "ts_start" in t["latency_profile"] and "ts_end" in t["latency_profile"]]
+    timed = [
+        t["latency_profile"] for t in tasks if "ts_start" in t["latency_profile"] and "ts_end" in t["latency_profile"]
+    ]
     start = min((p["ts_start"] for p in timed), default=0.0)
     span = max((p["ts_end"] for p in timed), default=start) - start or 1.0
     scale = WIDTH / span
     rows = []
     for task in tasks:
         p = task["latency_profile"]
-        row = {"name": task["task_name"], "status": task["status"], "error": task["error"], "x": None,
-               "model_ms": model_time(p) * 1000, "transfer_ms": transfer_time(p) * 1000, "total_ms": None,
-               "segments": [], "span_fill": FILLS["wait"]}
+        row = {
+            "name": task["task_name"],
+            "status": task["status"],
+            "error": task["error"],
+            "x": None,
+            "model_ms": model_time(p) * 1000,
+            "transfer_ms": transfer_time(p) * 1000,
+            "total_ms": None,
+            "segments": [],
+            "span_fill": FILLS["wait"],
+        }
         if "ts_start" in p and "ts_end" in p:
-            row.update(x=(p["ts_start"] - start) * scale, w=(p["ts_end"] - p["ts_start"]) * scale,
-                       total_ms=(p["ts_end"] - p["ts_start"]) * 1000)
+            row.update(
+                x=(p["ts_start"] - start) * scale,
+                w=(p["ts_end"] - p["ts_start"]) * scale,
+                total_ms=(p["ts_end"] - p["ts_start"]) * 1000,
+            )
             if task["status"] in (TaskStatus.failed.value, TaskStatus.cancelled.value):
                 row["span_fill"] = FILLS[task["status"]]
             # Laid out in order: transfer in, model, transfer out; what is left of the span is waiting.
@@ -65,12 +78,20 @@ def _turn_view(number: int, tasks: list[dict], audio: list[dict], annotations: l
         if "label" in profile and "summary" in profile:
             found["emotion"] = profile
     summary = turn_summary(t["latency_profile"] for t in tasks if t["status"] == TaskStatus.completed.value)
-    return {"number": number, "status": summarise_turns(tasks)[0]["status"], "rows": rows,
-            "end_to_end_s": summary.get("end_to_end_s"), "overhead_s": summary.get("overhead_s"),
-            "transcript": found.get("transcript"), "reply_text": found.get("reply_text"),
-            "image_text": found.get("image_text"), "chunks": found.get("chunks"), "emotion": found.get("emotion"),
-            "audio": [a for a in audio if a["turn"] == number],
-            "annotations": [a for a in annotations if a["turn"] == number]}
+    return {
+        "number": number,
+        "status": summarise_turns(tasks)[0]["status"],
+        "rows": rows,
+        "end_to_end_s": summary.get("end_to_end_s"),
+        "overhead_s": summary.get("overhead_s"),
+        "transcript": found.get("transcript"),
+        "reply_text": found.get("reply_text"),
+        "image_text": found.get("image_text"),
+        "chunks": found.get("chunks"),
+        "emotion": found.get("emotion"),
+        "audio": [a for a in audio if a["turn"] == number],
+        "annotations": [a for a in annotations if a["turn"] == number],
+    }
 
 
 def _histogram(values: list[float], bins: int = 12) -> tuple[list[dict], list[dict]]:
@@ -83,9 +104,16 @@ def _histogram(values: list[float], bins: int = 12) -> tuple[list[dict], list[di
         counts[min(int((v - low) / width), bins - 1)] += 1
     bar = WIDTH / bins
     peak = max(counts)
-    bars = [{"x": i * bar, "w": bar, "h": 110 * c / peak, "count": c,
-             "label": f"{(low + i * width) * 1000:.0f}-{(low + (i + 1) * width) * 1000:.0f} ms"}
-            for i, c in enumerate(counts)]
+    bars = [
+        {
+            "x": i * bar,
+            "w": bar,
+            "h": 110 * c / peak,
+            "count": c,
+            "label": f"{(low + i * width) * 1000:.0f}-{(low + (i + 1) * width) * 1000:.0f} ms",
+        }
+        for i, c in enumerate(counts)
+    ]
     ticks = [{"x": i * bar, "label": f"{(low + i * width) * 1000:.0f} ms"} for i in range(0, bins, 3)]
     return bars, ticks
 
@@ -108,8 +136,13 @@ class TracePages:
         tracks = await asyncio.to_thread(self.store.tracks, cluster or None)
         if status:
             tracks = [t for t in tracks if t["status"] == status]
-        return self._render("tracks.html", tracks=tracks, cluster=cluster, status=status,
-                            statuses=["completed", "failed", "cancelled", "running"])
+        return self._render(
+            "tracks.html",
+            tracks=tracks,
+            cluster=cluster,
+            status=status,
+            statuses=["completed", "failed", "cancelled", "running"],
+        )
 
     async def _track_or_error(self, track_id: str) -> dict[str, Any]:
         """The track, or the 400/404 that says why there is none."""
@@ -126,8 +159,10 @@ class TracePages:
     async def track_page(self, track_id: str) -> HTMLResponse:
         track = await self._track_or_error(track_id)
         numbers = sorted({t["turn"] for t in track["tasks"]})
-        turns = [_turn_view(n, [t for t in track["tasks"] if t["turn"] == n], track["audio"], track["annotations"])
-                 for n in numbers]
+        turns = [
+            _turn_view(n, [t for t in track["tasks"] if t["turn"] == n], track["audio"], track["annotations"])
+            for n in numbers
+        ]
         return self._render("track.html", track=track, turns=turns, width=WIDTH)
 
     @api.get("/clusters/{cluster}", response_class=HTMLResponse, include_in_schema=False)
@@ -148,20 +183,35 @@ class TracePages:
                     stage["ttfb"].append(p["ttfb_s"])
         e2e = [turn_summary(task["latency_profile"] for task in turn)["end_to_end_s"] for turn in completed]
         spreads = {name: (spread(s["model"]), spread(s["transfer"])) for name, s in per_stage.items()}
-        longest = max((model["median"] + transfer["median"] for model, transfer in spreads.values()), default=1.0) or 1.0
+        longest = (
+            max((model["median"] + transfer["median"] for model, transfer in spreads.values()), default=1.0) or 1.0
+        )
         ms = lambda v: f"{v * 1000:.1f}"  # noqa: E731
         stages = []
         for name, s in per_stage.items():
             model, transfer = spreads[name]
-            stages.append({
-                "name": name, "rating": ratings.get(name),
-                "model": " / ".join(ms(model[k]) for k in ("min", "median", "max")),
-                "transfer": " / ".join(ms(transfer[k]) for k in ("min", "median", "max")),
-                "ttfb": ms(spread(s["ttfb"])["median"]) if s["ttfb"] else "",
-                "model_median": ms(model["median"]), "transfer_median": ms(transfer["median"]),
-                "model_w": WIDTH * model["median"] / longest, "transfer_w": WIDTH * transfer["median"] / longest,
-            })
+            stages.append(
+                {
+                    "name": name,
+                    "rating": ratings.get(name),
+                    "model": " / ".join(ms(model[k]) for k in ("min", "median", "max")),
+                    "transfer": " / ".join(ms(transfer[k]) for k in ("min", "median", "max")),
+                    "ttfb": ms(spread(s["ttfb"])["median"]) if s["ttfb"] else "",
+                    "model_median": ms(model["median"]),
+                    "transfer_median": ms(transfer["median"]),
+                    "model_w": WIDTH * model["median"] / longest,
+                    "transfer_w": WIDTH * transfer["median"] / longest,
+                }
+            )
         histogram, ticks = _histogram(e2e)
-        return self._render("cluster.html", cluster=cluster, turns=len(completed), stages=stages, width=WIDTH,
-                            e2e=spread(e2e), histogram=histogram, ticks=ticks,
-                            overall_rating=ratings.get("overall"))
+        return self._render(
+            "cluster.html",
+            cluster=cluster,
+            turns=len(completed),
+            stages=stages,
+            width=WIDTH,
+            e2e=spread(e2e),
+            histogram=histogram,
+            ticks=ticks,
+            overall_rating=ratings.get("overall"),
+        )

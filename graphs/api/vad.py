@@ -44,9 +44,13 @@ class SpeechSegmenter:
 
         self._torch = torch
         self.settings = settings or VADSettings()
-        self._vad = VADIterator(load_silero_vad(onnx=True), threshold=self.settings.threshold, sampling_rate=RATE,
-                                min_silence_duration_ms=self.settings.min_silence_ms,
-                                speech_pad_ms=self.settings.speech_pad_ms)
+        self._vad = VADIterator(
+            load_silero_vad(onnx=True),
+            threshold=self.settings.threshold,
+            sampling_rate=RATE,
+            min_silence_duration_ms=self.settings.min_silence_ms,
+            speech_pad_ms=self.settings.speech_pad_ms,
+        )
         self._pending = np.zeros(0, dtype=np.float32)
         self._stream = np.zeros(0, dtype=np.float32)  # audio since the start of the current utterance (plus pad)
         self._offset = 0  # stream sample index of _stream[0]
@@ -79,7 +83,7 @@ class SpeechSegmenter:
 
     def _cut(self, end: int) -> Utterance:
         start, self._start = self._start, None
-        audio = self._stream[max(start - self._offset, 0):end - self._offset].copy()
+        audio = self._stream[max(start - self._offset, 0) : end - self._offset].copy()
         utterance = Utterance(audio, self._arrival(end))
         self._trim()
         return utterance

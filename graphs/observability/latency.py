@@ -73,8 +73,12 @@ def spread(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     array = np.asarray(values, dtype=float)
-    return {"min": float(array.min()), "median": float(np.median(array)),
-            "p95": float(np.percentile(array, 95)), "max": float(array.max())}
+    return {
+        "min": float(array.min()),
+        "median": float(np.median(array)),
+        "p95": float(np.percentile(array, 95)),
+        "max": float(array.max()),
+    }
 
 
 class FirstAudio:

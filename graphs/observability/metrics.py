@@ -14,16 +14,25 @@ class ClusterMetrics:
 
         self.cluster = cluster
         self.stage_seconds = metrics.Histogram(
-            "omniserve_stage_seconds", description="Time of a stage, by part: model, transfer or total",
-            boundaries=_SECONDS, tag_keys=("cluster", "stage", "part"))
+            "omniserve_stage_seconds",
+            description="Time of a stage, by part: model, transfer or total",
+            boundaries=_SECONDS,
+            tag_keys=("cluster", "stage", "part"),
+        )
         self.first_audio_seconds = metrics.Histogram(
-            "omniserve_time_to_first_audio_seconds", description="End of the user's speech to the first reply audio",
-            boundaries=_SECONDS, tag_keys=("cluster",))
+            "omniserve_time_to_first_audio_seconds",
+            description="End of the user's speech to the first reply audio",
+            boundaries=_SECONDS,
+            tag_keys=("cluster",),
+        )
         self.failures = metrics.Counter(
-            "omniserve_task_failures", description="Stages that failed", tag_keys=("cluster", "stage"))
+            "omniserve_task_failures", description="Stages that failed", tag_keys=("cluster", "stage")
+        )
         self.active = metrics.Gauge(
-            "omniserve_active_tracks", description="Tracks with a turn in progress in this replica",
-            tag_keys=("cluster",))
+            "omniserve_active_tracks",
+            description="Tracks with a turn in progress in this replica",
+            tag_keys=("cluster",),
+        )
         self._active = 0
 
     def stage(self, name: str, profile: dict[str, float]) -> None:

@@ -37,21 +37,39 @@ class TrackTracer:
         if not timed:
             return
         _, uid = parse_track_id(track_id)
-        track = SpanContext(trace_id=int(uid, 16), span_id=int(uid[:16], 16), is_remote=True,
-                            trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        track = SpanContext(
+            trace_id=int(uid, 16), span_id=int(uid[:16], 16), is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+        )
         parent = trace.set_span_in_context(NonRecordingSpan(track))
         start = min(t["latency_profile"]["ts_start"] for t in timed)
         end = max(t["latency_profile"]["ts_end"] for t in timed)
-        span = self.tracer.start_span(f"{cluster} turn {turn}", context=parent, start_time=_ns(start),
-                                      attributes={"omniserve.track_id": track_id, "omniserve.cluster": cluster,
-                                                  "omniserve.turn": turn, "omniserve.status": status})
+        span = self.tracer.start_span(
+            f"{cluster} turn {turn}",
+            context=parent,
+            start_time=_ns(start),
+            attributes={
+                "omniserve.track_id": track_id,
+                "omniserve.cluster": cluster,
+                "omniserve.turn": turn,
+                "omniserve.status": status,
+            },
+        )
         context = trace.set_span_in_context(span)
         for task in timed:
             p = task["latency_profile"]
-            child = self.tracer.start_span(task["task_name"], context=context, start_time=_ns(p["ts_start"]), attributes={
-                "omniserve.track_id": track_id, "omniserve.task_id": task["id"], "omniserve.status": task["status"],
-                "omniserve.model_s": model_time(p), "omniserve.transfer_s": transfer_time(p),
-                "omniserve.wait_s": wait_time(p)})
+            child = self.tracer.start_span(
+                task["task_name"],
+                context=context,
+                start_time=_ns(p["ts_start"]),
+                attributes={
+                    "omniserve.track_id": track_id,
+                    "omniserve.task_id": task["id"],
+                    "omniserve.status": task["status"],
+                    "omniserve.model_s": model_time(p),
+                    "omniserve.transfer_s": transfer_time(p),
+                    "omniserve.wait_s": wait_time(p),
+                },
+            )
             if task["status"] == "failed":
                 child.set_status(Status(StatusCode.ERROR, task["error"] or ""))
             child.end(end_time=_ns(p["ts_end"]))

@@ -36,8 +36,15 @@ from omniwire.frames import EndFrame, Frame, MetricsFrame, StartFrame, SyncFrame
 
 @serve.deployment(max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.02})
 class ClusterGraph:
-    def __init__(self, cluster: str, steps: list[list[dict[str, Any]]], models: dict[str, Any], trace_store_url: str,
-                 history_turns: int = 0, otlp_endpoint: str | None = None):
+    def __init__(
+        self,
+        cluster: str,
+        steps: list[list[dict[str, Any]]],
+        models: dict[str, Any],
+        trace_store_url: str,
+        history_turns: int = 0,
+        otlp_endpoint: str | None = None,
+    ):
         self.cluster = cluster
         positions = iter(range(sum(len(step) for step in steps)))
         self.steps = [[Stage(**s, position=next(positions)) for s in step] for step in steps]
@@ -58,8 +65,18 @@ class ClusterGraph:
         reply_audio = None
         if turn.reply_audio and turn.status == "completed":
             reply_audio = {**turn.reply_audio, "wav": turn.reply_audio["wav"] if request.inline_audio else None}
-        return TurnOutcome(turn.status, request.track_id, self.cluster, end.turn, outputs, turn.timings,
-                           time.perf_counter() - turn.started, turn.error, reply_audio, turn.metrics)
+        return TurnOutcome(
+            turn.status,
+            request.track_id,
+            self.cluster,
+            end.turn,
+            outputs,
+            turn.timings,
+            time.perf_counter() - turn.started,
+            turn.error,
+            reply_audio,
+            turn.metrics,
+        )
 
     async def run_turn_stream(self, request: TurnRequest):
         async for frame in self._frames(Turn(request)):
@@ -84,11 +101,21 @@ class ClusterGraph:
         if len(request.task_ids) != len(self.stages):
             raise ValueError(f"{len(request.task_ids)} task ids for {len(self.stages)} stages")
         records = TurnRecords(self.store, self.writer, self.metrics, turn)
-        user_audio = {"data": request.audio_file, "media_type": request.audio_media_type,
-                      "sample_rate": MODEL_RATE, "duration_s": round(len(request.audio) / MODEL_RATE, 3)}
+        user_audio = {
+            "data": request.audio_file,
+            "media_type": request.audio_media_type,
+            "sample_rate": MODEL_RATE,
+            "duration_s": round(len(request.audio) / MODEL_RATE, 3),
+        }
         # The first stage starts while the turn's records are written; the writer keeps order.
-        begun = records.write(self.store.begin_turn, request.track_id, self.cluster,
-                              [(s.name, s.params) for s in self.stages], request.task_ids, user_audio)
+        begun = records.write(
+            self.store.begin_turn,
+            request.track_id,
+            self.cluster,
+            [(s.name, s.params) for s in self.stages],
+            request.task_ids,
+            user_audio,
+        )
         history = asyncio.ensure_future(asyncio.to_thread(self.store.history, request.track_id, self.history_turns))
         turn.state.update(audio=request.audio, images=request.images)
         yield StartFrame(track_id=request.track_id, cluster=self.cluster)
@@ -118,8 +145,9 @@ class ClusterGraph:
             if turn.audio:
                 wav = encode_wav(np.concatenate(turn.audio), turn.audio_rate)
                 duration = round(sum(map(len, turn.audio)) / turn.audio_rate, 3)
-                audio_id = await records.write(self.store.add_audio, request.track_id, number, "reply", wav,
-                                               "audio/wav", turn.audio_rate, duration)
+                audio_id = await records.write(
+                    self.store.add_audio, request.track_id, number, "reply", wav, "audio/wav", turn.audio_rate, duration
+                )
                 turn.reply_audio = {"id": audio_id, "sample_rate": turn.audio_rate, "duration_s": duration, "wav": wav}
                 url = f"/v1/audio/{audio_id}"
             closing = MetricsFrame(stage=None, metrics={"total_reply_s": time.perf_counter() - turn.started})
@@ -131,8 +159,12 @@ class ClusterGraph:
             yield EndFrame(track_id=request.track_id, turn=number, status=turn.status, reply_audio_url=url)
         except (asyncio.CancelledError, GeneratorExit):
             turn.status = "cancelled"
-            records.write(self.store.close_tasks, request.task_ids, "cancelled: the caller stopped listening",
-                          TaskStatus.cancelled)
+            records.write(
+                self.store.close_tasks,
+                request.task_ids,
+                "cancelled: the caller stopped listening",
+                TaskStatus.cancelled,
+            )
             raise
         except Exception as exc:
             records.write(self.store.close_tasks, request.task_ids, f"turn aborted: {error_text(exc)}")
@@ -146,8 +178,9 @@ class ClusterGraph:
     def _export(self, track_id: str, status: str) -> None:
         track = self.store.track(track_id)
         number = max(t["turn"] for t in track["tasks"])
-        self.tracer.export_turn(track_id, self.cluster, number, status,
-                                [t for t in track["tasks"] if t["turn"] == number])
+        self.tracer.export_turn(
+            track_id, self.cluster, number, status, [t for t in track["tasks"] if t["turn"] == number]
+        )
 
     async def _inputs(self, stage: Stage, turn: Turn, history: asyncio.Future) -> dict[str, Any]:
         if "history" in stage.reads and "history" not in turn.state:
@@ -171,5 +204,7 @@ class ClusterGraph:
         turn.state.update(result.outputs)
         if "transcript" in result.outputs and not result.outputs["transcript"].strip():
             turn.status, turn.error = "no_speech", NO_SPEECH
-        return [*stage.contract.output_frames(stage.name, result.outputs),
-                MetricsFrame(stage=stage.name, metrics={"ttfb_s": elapsed, "processing_s": elapsed})]
+        return [
+            *stage.contract.output_frames(stage.name, result.outputs),
+            MetricsFrame(stage=stage.name, metrics={"ttfb_s": elapsed, "processing_s": elapsed}),
+        ]

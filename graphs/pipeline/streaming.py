@@ -34,8 +34,15 @@ class _Progress:
     downstream_started: tuple[float, float] | None = None  # (time.time(), time.perf_counter())
 
 
-async def piped(models: dict[str, Any], up: Stage, down: Stage, up_inputs: dict[str, Any],
-                down_inputs: dict[str, Any], turn: Turn, records: TurnRecords):
+async def piped(
+    models: dict[str, Any],
+    up: Stage,
+    down: Stage,
+    up_inputs: dict[str, Any],
+    down_inputs: dict[str, Any],
+    turn: Turn,
+    records: TurnRecords,
+):
     """The frames of both stages as they come; their records written as each ends or is cancelled."""
     slot = up.contract.streams
     incremental = down.contract.incremental
@@ -108,15 +115,23 @@ async def piped(models: dict[str, Any], up: Stage, down: Stage, up_inputs: dict[
         ts_start, t0 = progress.downstream_started
         span = time.perf_counter() - t0
         busy = sum(profile.values())
-        profile.update(wait_upstream=max(span - busy, 0.0), ts_start=ts_start, ts_end=ts_start + span,
-                       ttfb_s=t_first_output - t0, processing_s=profile["model_inference"])
+        profile.update(
+            wait_upstream=max(span - busy, 0.0),
+            ts_start=ts_start,
+            ts_end=ts_start + span,
+            ttfb_s=t_first_output - t0,
+            processing_s=profile["model_inference"],
+        )
         # Every chunk's output is queued for the caller by now; an interruption from here on leaves
         # this record completed and the turn's history keeps the whole reply.
         calls = {k: round(v, 3) if k in incremental.summed and isinstance(v, float) else v for k, v in calls.items()}
         result_profile = {**calls, incremental.pieces_key: index, incremental.text_key: " ".join(handled)}
         records.completed(down, result_profile, profile)
-        out.put_nowait(MetricsFrame(stage=down.name, metrics={"ttfb_s": profile["ttfb_s"],
-                                                              "processing_s": profile["processing_s"]}))
+        out.put_nowait(
+            MetricsFrame(
+                stage=down.name, metrics={"ttfb_s": profile["ttfb_s"], "processing_s": profile["processing_s"]}
+            )
+        )
 
     async def worker(coro) -> None:
         try:

@@ -127,7 +127,9 @@ class TurnRecords:
     def failed(self, stage: Stage, error: str, ts_start: float, elapsed: float) -> ErrorFrame:
         error = f"stage {stage.name!r} failed: {error}"
         self.metrics.failed(stage.name)
-        self.write(self.store.fail_task, self.task_id(stage), error, {"ts_start": ts_start, "ts_end": ts_start + elapsed})
+        self.write(
+            self.store.fail_task, self.task_id(stage), error, {"ts_start": ts_start, "ts_end": ts_start + elapsed}
+        )
         if self.turn.status == "completed":
             self.turn.status, self.turn.error = "failed", error
         return ErrorFrame(error=error, stage=stage.name, status=502)

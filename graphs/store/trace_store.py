@@ -156,9 +156,14 @@ class TraceStore:
 
     # writes, in the order a turn makes them
 
-    def begin_turn(self, track_id: str, cluster: str, stages: list[tuple[str, dict]],
-                   task_ids: list[str] | None = None, user_audio: dict[str, Any] | None = None,
-                   ) -> tuple[int, list[str]]:
+    def begin_turn(
+        self,
+        track_id: str,
+        cluster: str,
+        stages: list[tuple[str, dict]],
+        task_ids: list[str] | None = None,
+        user_audio: dict[str, Any] | None = None,
+    ) -> tuple[int, list[str]]:
         """Create the track if new, one pending task per stage and the user's audio; returns (turn, task ids).
 
         Callers may choose the task ids, so they can go on before this write is done. Turns of
@@ -222,12 +227,15 @@ class TraceStore:
             s.execute(
                 update(TaskRecord)
                 .where(TaskRecord.id == task_id, TaskRecord.status.in_(OPEN))
-                .values(status=TaskStatus.cancelled, error=reason, result_profile=_jsonable(result_profile),
-                        updated_at=_now())
+                .values(
+                    status=TaskStatus.cancelled,
+                    error=reason,
+                    result_profile=_jsonable(result_profile),
+                    updated_at=_now(),
+                )
             )
 
-    def close_tasks(self, task_ids: list[str], reason: str,
-                    started_becomes: TaskStatus = TaskStatus.failed) -> int:
+    def close_tasks(self, task_ids: list[str], reason: str, started_becomes: TaskStatus = TaskStatus.failed) -> int:
         """Pending tasks are cancelled and started ones become `started_becomes`, with `reason`.
 
         Called when a turn ends early, so no record is left pending or started; returns how many changed.
@@ -242,10 +250,25 @@ class TraceStore:
                 ).rowcount
         return changed
 
-    def add_audio(self, track_id: str, turn: int, role: str, data: bytes, media_type: str,
-                  sample_rate: int | None = None, duration_s: float | None = None) -> str:
-        record = AudioRecord(track_id=track_id, turn=turn, role=role, data=data, media_type=media_type,
-                             sample_rate=sample_rate, duration_s=duration_s)
+    def add_audio(
+        self,
+        track_id: str,
+        turn: int,
+        role: str,
+        data: bytes,
+        media_type: str,
+        sample_rate: int | None = None,
+        duration_s: float | None = None,
+    ) -> str:
+        record = AudioRecord(
+            track_id=track_id,
+            turn=turn,
+            role=role,
+            data=data,
+            media_type=media_type,
+            sample_rate=sample_rate,
+            duration_s=duration_s,
+        )
         with self._session.begin() as s:
             s.add(record)
         return record.id
@@ -272,8 +295,9 @@ class TraceStore:
         with self._session() as s:
             rows = s.execute(
                 select(TaskRecord.turn, TaskRecord.status, TaskRecord.result_profile)
-                .where(TaskRecord.track_id == track_id,
-                       TaskRecord.status.in_([TaskStatus.completed, TaskStatus.cancelled]))
+                .where(
+                    TaskRecord.track_id == track_id, TaskRecord.status.in_([TaskStatus.completed, TaskStatus.cancelled])
+                )
                 .order_by(TaskRecord.turn, TaskRecord.position)
             ).all()
         exchanges: dict[int, dict[str, str]] = {}
@@ -297,8 +321,9 @@ class TraceStore:
         if not 0 <= score <= 5:
             raise AnnotationError(f"score {score} is outside 0-5")
         with self._session.begin() as s:
-            names = s.scalars(select(TaskRecord.task_name)
-                              .where(TaskRecord.track_id == track_id, TaskRecord.turn == turn)).all()
+            names = s.scalars(
+                select(TaskRecord.task_name).where(TaskRecord.track_id == track_id, TaskRecord.turn == turn)
+            ).all()
             if not names:
                 raise AnnotationError(f"track {track_id!r} has no turn {turn}")
             if stage is not None and stage not in names:
@@ -327,7 +352,8 @@ class TraceStore:
                 query = query.where(TrackRecord.cluster == cluster)
             tracks = s.scalars(query).all()
             tasks = s.scalars(
-                select(TaskRecord).where(TaskRecord.track_id.in_([t.id for t in tracks]))
+                select(TaskRecord)
+                .where(TaskRecord.track_id.in_([t.id for t in tracks]))
                 .order_by(TaskRecord.turn, TaskRecord.position)
             ).all()
         by_track: dict[str, list[dict]] = {}
@@ -336,18 +362,27 @@ class TraceStore:
         out = []
         for track in tracks:
             turns = summarise_turns(by_track.get(track.id, []))
-            out.append({"track_id": track.id, "cluster": track.cluster, "created_at": track.created_at.isoformat(),
-                        "turns": len(turns), "status": turns[-1]["status"] if turns else "empty",
-                        "end_to_end_s": turns[-1].get("end_to_end_s") if turns else None})
+            out.append(
+                {
+                    "track_id": track.id,
+                    "cluster": track.cluster,
+                    "created_at": track.created_at.isoformat(),
+                    "turns": len(turns),
+                    "status": turns[-1]["status"] if turns else "empty",
+                    "end_to_end_s": turns[-1].get("end_to_end_s") if turns else None,
+                }
+            )
         return out
 
     def cluster_turns(self, cluster: str, limit: int = 500) -> list[list[dict[str, Any]]]:
         """The tasks of a cluster's newest turns, one list per turn, for its benchmark page."""
         with self._session() as s:
             keys = s.execute(
-                select(TaskRecord.track_id, TaskRecord.turn).where(TaskRecord.cluster == cluster)
+                select(TaskRecord.track_id, TaskRecord.turn)
+                .where(TaskRecord.cluster == cluster)
                 .group_by(TaskRecord.track_id, TaskRecord.turn)
-                .order_by(func.max(TaskRecord.created_at).desc()).limit(limit)
+                .order_by(func.max(TaskRecord.created_at).desc())
+                .limit(limit)
             ).all()
             tracks = {k.track_id for k in keys}
             tasks = s.scalars(
@@ -373,8 +408,14 @@ class TraceStore:
                 select(TaskRecord).where(TaskRecord.track_id == track_id).order_by(TaskRecord.turn, TaskRecord.position)
             ).all()
             audio = s.execute(
-                select(AudioRecord.id, AudioRecord.turn, AudioRecord.role, AudioRecord.media_type,
-                       AudioRecord.sample_rate, AudioRecord.duration_s)
+                select(
+                    AudioRecord.id,
+                    AudioRecord.turn,
+                    AudioRecord.role,
+                    AudioRecord.media_type,
+                    AudioRecord.sample_rate,
+                    AudioRecord.duration_s,
+                )
                 .where(AudioRecord.track_id == track_id)
                 .order_by(AudioRecord.turn, AudioRecord.created_at)
             ).all()
@@ -385,9 +426,14 @@ class TraceStore:
                 "updated_at": track.updated_at.isoformat(),
                 "tasks": [_task_dict(t) for t in tasks],
                 "audio": [dict(row._mapping) for row in audio],
-                "annotations": [_annotation_dict(a) for a in s.scalars(
-                    select(AnnotationRecord).where(AnnotationRecord.track_id == track_id)
-                    .order_by(AnnotationRecord.created_at)).all()],
+                "annotations": [
+                    _annotation_dict(a)
+                    for a in s.scalars(
+                        select(AnnotationRecord)
+                        .where(AnnotationRecord.track_id == track_id)
+                        .order_by(AnnotationRecord.created_at)
+                    ).all()
+                ],
             }
 
 
@@ -410,8 +456,14 @@ def _task_dict(t: TaskRecord) -> dict[str, Any]:
 
 
 def _annotation_dict(a: AnnotationRecord) -> dict[str, Any]:
-    return {"id": a.id, "turn": a.turn, "stage": a.stage, "score": a.score, "note": a.note,
-            "created_at": a.created_at.isoformat()}
+    return {
+        "id": a.id,
+        "turn": a.turn,
+        "stage": a.stage,
+        "score": a.score,
+        "note": a.note,
+        "created_at": a.created_at.isoformat(),
+    }
 
 
 def turn_status(statuses: set[str]) -> str:
@@ -427,7 +479,10 @@ def summarise_turns(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for task in tasks:
         turns.setdefault(task["turn"], []).append(task)
     return [
-        {"turn": turn, "status": turn_status({t["status"] for t in group}),
-         **turn_summary(t["latency_profile"] for t in group if t["status"] == TaskStatus.completed.value)}
+        {
+            "turn": turn,
+            "status": turn_status({t["status"] for t in group}),
+            **turn_summary(t["latency_profile"] for t in group if t["status"] == TaskStatus.completed.value),
+        }
         for turn, group in sorted(turns.items())
     ]

@@ -30,11 +30,11 @@ def free_port() -> int:
 
 DOCUMENTS = {
     "library.md": "# Riverside library\n\nThe Riverside library opens at 10 am on Saturdays and closes at 4 pm. "
-                  "On weekdays it is open from 8 am to 8 pm. Library cards are free for residents.",
+    "On weekdays it is open from 8 am to 8 pm. Library cards are free for residents.",
     "soup.txt": "Tomato soup: soften an onion in butter, add two tins of tomatoes and simmer for twenty minutes. "
-                "Blend, season with salt and pepper, and serve with bread.",
+    "Blend, season with salt and pepper, and serve with bread.",
     "trains.md": "The first train to the coast leaves the central station at 6:15 every morning, "
-                 "and the last one returns at 23:40.",
+    "and the last one returns at 23:40.",
 }
 
 
@@ -54,14 +54,17 @@ def server(tmp_path_factory):
     port = free_port()
     config = read_config("serve_config.yaml", port=port, trace_store_url=store_url)
     # The OpenAI clusters talk to this same server's OpenAI-compatible API, through the real client.
-    config["applications"][0]["runtime_env"] = {"env_vars": {
-        "OMNISERVE_INDEX_ROOT": str(tmp / "indexes"),
-        "OPENAI_API_KEY": "sk-omniserve-test",
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
-    }}
+    config["applications"][0]["runtime_env"] = {
+        "env_vars": {
+            "OMNISERVE_INDEX_ROOT": str(tmp / "indexes"),
+            "OPENAI_API_KEY": "sk-omniserve-test",
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        }
+    }
     metrics_port = free_port()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _metrics_export_port=metrics_port)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _metrics_export_port=metrics_port
+    )
     try:
         url = deploy(config)
         with httpx.Client(base_url=url, timeout=120) as http:

@@ -56,6 +56,7 @@ def cli(server, capsys, monkeypatch):
         code = main(["--url", url, *map(str, args)])
         out, err = capsys.readouterr()
         return code, out, err
+
     return run
 
 
@@ -73,8 +74,9 @@ def reply_durations(server, track_id: str) -> dict[int, float]:
 
 
 def test_send_a_wav_and_a_flac_on_one_track(cli, server, recordings, tmp_path):
-    code, out, err = cli("send", recordings / "capital.wav", recordings / "weather.flac", "--track-cluster", CLUSTER,
-                         "--save", tmp_path)
+    code, out, err = cli(
+        "send", recordings / "capital.wav", recordings / "weather.flac", "--track-cluster", CLUSTER, "--save", tmp_path
+    )
     assert code == 0, err
     assert {"capital", "city", "france", "weather", "today"} <= words(out)
     assert "emotion:" in out and "agent:" in out
@@ -100,8 +102,16 @@ def test_send_streams_the_turn_as_it_happens(cli, recordings, tmp_path):
 
 def test_talk_takes_turns_on_one_track(cli, server, recordings, tmp_path):
     output = tmp_path / "played.wav"
-    code, out, err = cli("talk", "--track_cluster", CLUSTER, "--input", recordings / "capital.wav",
-                         recordings / "weather.flac", "--output", output)
+    code, out, err = cli(
+        "talk",
+        "--track_cluster",
+        CLUSTER,
+        "--input",
+        recordings / "capital.wav",
+        recordings / "weather.flac",
+        "--output",
+        output,
+    )
     assert code == 0, err
     assert {"capital", "france", "weather", "today"} <= words(out)
     assert out.count("time to first audio") == 2, "a latency table at each turn's end"
@@ -120,8 +130,18 @@ def test_talk_takes_turns_on_one_track(cli, server, recordings, tmp_path):
 
 def test_speaking_over_the_reply_stops_playback(cli, server, recordings, tmp_path):
     output = tmp_path / "played.wav"
-    code, out, err = cli("talk", "--track-cluster", CLUSTER, "--input", recordings / "story.wav",
-                         recordings / "stop.wav", "--barge-in", "0.5", "--output", output)
+    code, out, err = cli(
+        "talk",
+        "--track-cluster",
+        CLUSTER,
+        "--input",
+        recordings / "story.wav",
+        recordings / "stop.wav",
+        "--barge-in",
+        "0.5",
+        "--output",
+        output,
+    )
     assert code == 0, err
     played_s, received_s = map(float, re.search(r"interrupted: played ([\d.]+) s of ([\d.]+) s", out).groups())
     assert played_s < received_s, "buffered reply audio was dropped"
@@ -138,8 +158,17 @@ def test_speaking_over_the_reply_stops_playback(cli, server, recordings, tmp_pat
 
 def test_pictures_from_a_camera_and_a_video_reach_the_vision_cluster(cli, server, recordings, sign_video, tmp_path):
     vision = "CLUSTER_HF_VISION_ETE_CONVERSATION"
-    code, out, err = cli("talk", "--track-cluster", vision, "--input", recordings / "sign.wav", "--camera", sign_video,
-                         "--output", tmp_path / "played.wav")
+    code, out, err = cli(
+        "talk",
+        "--track-cluster",
+        vision,
+        "--input",
+        recordings / "sign.wav",
+        "--camera",
+        sign_video,
+        "--output",
+        tmp_path / "played.wav",
+    )
     assert code == 0, err
     code, sent, err = cli("send", recordings / "sign.wav", "--track-cluster", vision, "--video", sign_video)
     assert code == 0, err
@@ -166,8 +195,10 @@ def test_clusters_says_which_run(cli):
 
 def test_a_disabled_cluster_is_named_with_the_servers_reason(cli, recordings, tmp_path):
     disabled = "CLUSTER_VOICE_ETE_CONVERSATION"
-    for command in (["send", recordings / "capital.wav"], ["talk", "--input", recordings / "capital.wav",
-                                                            "--output", tmp_path / "played.wav"]):
+    for command in (
+        ["send", recordings / "capital.wav"],
+        ["talk", "--input", recordings / "capital.wav", "--output", tmp_path / "played.wav"],
+    ):
         code, out, err = cli(*command, "--track-cluster", disabled)
         assert code == 1
         assert f"cluster {disabled} is not enabled in this deployment" in err and "HTTP 503" in err
@@ -176,8 +207,11 @@ def test_a_disabled_cluster_is_named_with_the_servers_reason(cli, recordings, tm
 
 def test_an_unreachable_server_is_named(cli, recordings, tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
-    for command in (["clusters"], ["send", recordings / "capital.wav"],
-                    ["talk", "--input", recordings / "capital.wav", "--output", tmp_path / "played.wav"]):
+    for command in (
+        ["clusters"],
+        ["send", recordings / "capital.wav"],
+        ["talk", "--input", recordings / "capital.wav", "--output", tmp_path / "played.wav"],
+    ):
         code, out, err = cli(*command, url=url)
         assert code == 3
         assert f"cannot reach the OmniServe server at {url}: connection refused" in err
@@ -206,8 +240,19 @@ def test_the_client_alone_holds_a_conversation(server, recordings, sign_video, t
     assert sent.returncode == 0, sent.stderr
     assert {"capital", "france"} <= words(sent.stdout) and "agent:" in sent.stdout
     vision = "CLUSTER_HF_VISION_ETE_CONVERSATION"
-    talked = run_client("--url", server.url, "talk", "--track-cluster", vision, "--input", recordings / "sign.wav",
-                        "--camera", sign_video, "--output", tmp_path / "played.wav")
+    talked = run_client(
+        "--url",
+        server.url,
+        "talk",
+        "--track-cluster",
+        vision,
+        "--input",
+        recordings / "sign.wav",
+        "--camera",
+        sign_video,
+        "--output",
+        tmp_path / "played.wav",
+    )
     assert talked.returncode == 0, talked.stderr
     image2text = stages_of(server, track_id_in(talked.stdout))["image2text"]
     assert {"open", "24", "hours"} <= words(image2text["result_profile"]["image_text"]), "the camera's picture"

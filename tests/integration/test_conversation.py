@@ -37,7 +37,7 @@ def stages_of(server, track_id: str, turn: int = 1) -> dict[str, dict]:
 def voiced_seconds(samples: np.ndarray, rate: int, frame_s: float = 0.02, threshold: float = 0.01) -> float:
     n = int(rate * frame_s)
     frames = samples[: len(samples) // n * n].reshape(-1, n)
-    return float((np.sqrt((frames ** 2).mean(axis=1)) > threshold).sum() * frame_s)
+    return float((np.sqrt((frames**2).mean(axis=1)) > threshold).sum() * frame_s)
 
 
 @pytest.fixture(scope="module")
@@ -133,22 +133,40 @@ MALFORMED = "T-CLUSTER_HF_ETE_CONVERSATION-not-hex"
 UNKNOWN_TRACK = f"T-{CLUSTER}-{'0' * 32}"
 
 
-@pytest.mark.parametrize("case,audio,form,status,message", [
-    ("empty file", b"", {"cluster": CLUSTER}, 400, "audio: the audio file is empty"),
-    ("not audio", b"%PDF-1.4 not a sound", {"cluster": CLUSTER}, 415, "could not decode the audio"),
-    ("no audio field", None, {"cluster": CLUSTER}, 400, "multipart field 'audio' is required"),
-    ("unknown cluster", "speech", {"cluster": "CLUSTER_NOPE"}, 404, "unknown cluster 'CLUSTER_NOPE'"),
-    ("disabled cluster", "speech", {"cluster": "CLUSTER_VOICE_ETE_CONVERSATION"}, 503,
-     "not enabled in this deployment"),
-    ("malformed track", "speech", {"track_id": MALFORMED}, 400, "malformed track id"),
-    ("unknown track", "speech", {"track_id": UNKNOWN_TRACK}, 404, "unknown track"),
-    ("unknown cluster in track", "speech", {"track_id": f"T-CLUSTER_NOPE-{'0' * 32}"}, 404, "unknown cluster"),
-    ("track of another cluster", "speech", {"track_id": UNKNOWN_TRACK, "cluster": "CLUSTER_Q_ETE_CONVERSATION"},
-     400, "belongs to CLUSTER_HF_ETE_CONVERSATION"),
-    ("neither cluster nor track", "speech", {}, 400, "give 'cluster'"),
-    ("image that is not one", "speech", {"cluster": CLUSTER, "images": [("face.png", b"not a png")]}, 415,
-     "images[0] ('face.png') is not a readable image"),
-])
+@pytest.mark.parametrize(
+    "case,audio,form,status,message",
+    [
+        ("empty file", b"", {"cluster": CLUSTER}, 400, "audio: the audio file is empty"),
+        ("not audio", b"%PDF-1.4 not a sound", {"cluster": CLUSTER}, 415, "could not decode the audio"),
+        ("no audio field", None, {"cluster": CLUSTER}, 400, "multipart field 'audio' is required"),
+        ("unknown cluster", "speech", {"cluster": "CLUSTER_NOPE"}, 404, "unknown cluster 'CLUSTER_NOPE'"),
+        (
+            "disabled cluster",
+            "speech",
+            {"cluster": "CLUSTER_VOICE_ETE_CONVERSATION"},
+            503,
+            "not enabled in this deployment",
+        ),
+        ("malformed track", "speech", {"track_id": MALFORMED}, 400, "malformed track id"),
+        ("unknown track", "speech", {"track_id": UNKNOWN_TRACK}, 404, "unknown track"),
+        ("unknown cluster in track", "speech", {"track_id": f"T-CLUSTER_NOPE-{'0' * 32}"}, 404, "unknown cluster"),
+        (
+            "track of another cluster",
+            "speech",
+            {"track_id": UNKNOWN_TRACK, "cluster": "CLUSTER_Q_ETE_CONVERSATION"},
+            400,
+            "belongs to CLUSTER_HF_ETE_CONVERSATION",
+        ),
+        ("neither cluster nor track", "speech", {}, 400, "give 'cluster'"),
+        (
+            "image that is not one",
+            "speech",
+            {"cluster": CLUSTER, "images": [("face.png", b"not a png")]},
+            415,
+            "images[0] ('face.png') is not a readable image",
+        ),
+    ],
+)
 def test_bad_input_is_a_4xx_with_a_message_and_writes_nothing(server, case, audio, form, status, message):
     before = _task_count(server)
     audio = speak("Hello there.") if audio == "speech" else audio
@@ -162,8 +180,9 @@ def test_no_task_is_left_open(server):
     store = TraceStore(server.trace_store_url)
     with store.engine.connect() as conn:
         open_tasks = conn.scalar(
-            select(func.count()).select_from(TaskRecord).where(
-                TaskRecord.status.in_([TaskStatus.pending, TaskStatus.started]))
+            select(func.count())
+            .select_from(TaskRecord)
+            .where(TaskRecord.status.in_([TaskStatus.pending, TaskStatus.started]))
         )
     assert open_tasks == 0
 
@@ -200,7 +219,17 @@ def test_clusters_endpoint_lists_every_cluster_and_what_runs(server):
 
 def test_only_the_deployments_enabled_clusters_need_are_started(server):
     deployments = set(serve.status().applications["omniserve"].deployments)
-    models = {"whisper-tiny-en", "multimodal-emotion", "smollm2-135m", "smollm2-135m-quantized", "piper-joe",
-              "minilm-retrieval", "ocr-image-to-text",
-              "openai-whisper-1", "openai-gpt-4o", "openai-gpt-35-turbo", "openai-tts-1"}
+    models = {
+        "whisper-tiny-en",
+        "multimodal-emotion",
+        "smollm2-135m",
+        "smollm2-135m-quantized",
+        "piper-joe",
+        "minilm-retrieval",
+        "ocr-image-to-text",
+        "openai-whisper-1",
+        "openai-gpt-4o",
+        "openai-gpt-35-turbo",
+        "openai-tts-1",
+    }
     assert deployments == {"OmniServeIngress"} | ENABLED | models, "text-emotion, used by no cluster, stays off"

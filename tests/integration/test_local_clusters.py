@@ -7,10 +7,13 @@ from tests.integration.test_conversation import post, stages_of, words
 from tests.pictures import astronaut, sign
 
 
-@pytest.mark.parametrize("cluster,stages", [
-    ("CLUSTER_Q_ETE_CONVERSATION", ["speech_to_text", "emotion_detection", "quantization_llm", "text_to_speech"]),
-    ("CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION", ["speech_to_text", "quantization_llm", "text_to_speech"]),
-])
+@pytest.mark.parametrize(
+    "cluster,stages",
+    [
+        ("CLUSTER_Q_ETE_CONVERSATION", ["speech_to_text", "emotion_detection", "quantization_llm", "text_to_speech"]),
+        ("CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION", ["speech_to_text", "quantization_llm", "text_to_speech"]),
+    ],
+)
 def test_quantized_clusters(server, cluster, stages):
     response = post(server, speak("What is the capital city of France?"), cluster=cluster)
     assert response.status_code == 200, response.text
@@ -24,8 +27,12 @@ def test_quantized_clusters(server, cluster, stages):
 
 
 def test_emotion_fuses_words_voice_and_face(server):
-    response = post(server, speak("I am so happy to see you, this is wonderful!"),
-                    cluster="CLUSTER_HF_ETE_CONVERSATION", images=[("me.png", astronaut())])
+    response = post(
+        server,
+        speak("I am so happy to see you, this is wonderful!"),
+        cluster="CLUSTER_HF_ETE_CONVERSATION",
+        images=[("me.png", astronaut())],
+    )
     assert response.status_code == 200, response.text
     emotion = response.json()["emotion"]
     assert set(emotion["modalities"]) == {"text", "audio", "face"}
@@ -37,8 +44,9 @@ def test_emotion_fuses_words_voice_and_face(server):
 
 
 def test_retrieval_cluster_answers_from_the_right_document(server):
-    response = post(server, speak("When does the Riverside library open on Saturdays?"),
-                    cluster="CLUSTER_HF_RAG_ETE_CONVERSATION")
+    response = post(
+        server, speak("When does the Riverside library open on Saturdays?"), cluster="CLUSTER_HF_RAG_ETE_CONVERSATION"
+    )
     assert response.status_code == 200, response.text
     tasks = stages_of(server, response.json()["track_id"])
     chunks = tasks["rag"]["result_profile"]["chunks"]
@@ -48,8 +56,12 @@ def test_retrieval_cluster_answers_from_the_right_document(server):
 
 
 def test_vision_cluster_reads_the_pictures(server):
-    response = post(server, speak("What does this sign say?"), cluster="CLUSTER_HF_VISION_ETE_CONVERSATION",
-                    images=[("sign.png", sign()), ("me.png", astronaut())])
+    response = post(
+        server,
+        speak("What does this sign say?"),
+        cluster="CLUSTER_HF_VISION_ETE_CONVERSATION",
+        images=[("sign.png", sign()), ("me.png", astronaut())],
+    )
     assert response.status_code == 200, response.text
     tasks = stages_of(server, response.json()["track_id"])
     image_text = tasks["image2text"]["result_profile"]["image_text"]

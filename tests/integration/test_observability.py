@@ -28,9 +28,11 @@ def test_annotations_are_stored_and_checked(server, track):
     created = server.http.post(url, json={"turn": 1, "stage": "hf_llm", "score": 4, "note": "good answer"})
     assert created.status_code == 201, created.text
     assert server.http.post(url, json={"turn": 1, "score": 5}).status_code == 201
-    bad = [({"turn": 9, "score": 3}, 400, "has no turn 9"),
-           ({"turn": 1, "stage": "nope", "score": 3}, 400, "has no stage 'nope'"),
-           ({"turn": 1, "score": 6}, 422, "less than or equal to 5")]
+    bad = [
+        ({"turn": 9, "score": 3}, 400, "has no turn 9"),
+        ({"turn": 1, "stage": "nope", "score": 3}, 400, "has no stage 'nope'"),
+        ({"turn": 1, "score": 6}, 422, "less than or equal to 5"),
+    ]
     for body, status, message in bad:
         response = server.http.post(url, json=body)
         assert response.status_code == status and message in response.text
@@ -46,9 +48,17 @@ def test_pages_in_a_real_browser(server, track):
 
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page()
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -62,12 +72,18 @@ def test_pages_in_a_real_browser(server, track):
             tasks = [t for t in track["tasks"] if t["turn"] == number]
             bars = page.locator(f"#turn-{number} svg.waterfall g.bar")
             assert bars.count() == len(tasks), "one bar per task"
-            assert [bars.nth(i).get_attribute("data-task") for i in range(bars.count())] == [t["task_name"] for t in tasks]
+            assert [bars.nth(i).get_attribute("data-task") for i in range(bars.count())] == [
+                t["task_name"] for t in tasks
+            ]
         sources = [page.locator("audio").nth(i).get_attribute("src") for i in range(page.locator("audio").count())]
         assert len(sources) == 4, "user and reply audio of both turns"
         for src in sources:
             audio = httpx.get(server.url + src)
-            assert audio.status_code == 200 and audio.headers["content-type"].startswith("audio/") and len(audio.content) > 1000
+            assert (
+                audio.status_code == 200
+                and audio.headers["content-type"].startswith("audio/")
+                and len(audio.content) > 1000
+            )
         assert page.evaluate("document.querySelector('audio').canPlayType('audio/wav')") != ""
         assert "What is the capital city of France" in page.content() or "capital" in page.content().lower()
 
@@ -97,12 +113,17 @@ def test_custom_metrics_reach_the_metrics_port(server, track):
     deadline = time.time() + 60
     while True:
         text = httpx.get(server.metrics_url, timeout=10).text
-        found = {name: [line for line in text.splitlines() if line.startswith(name) and tag in line]
-                 for name, tag in wanted.items()}
+        found = {
+            name: [line for line in text.splitlines() if line.startswith(name) and tag in line]
+            for name, tag in wanted.items()
+        }
         if all(found.values()) or time.time() > deadline:
             break
         time.sleep(2)
     assert all(found.values()), {name: bool(lines) for name, lines in found.items()}
-    stt = [line for line in found["ray_omniserve_stage_seconds_count"] if 'stage="speech_to_text"' in line
-           and 'part="model"' in line]
+    stt = [
+        line
+        for line in found["ray_omniserve_stage_seconds_count"]
+        if 'stage="speech_to_text"' in line and 'part="model"' in line
+    ]
     assert stt and float(stt[0].rsplit(" ", 1)[1]) >= 2, "both turns' speech-to-text were observed"

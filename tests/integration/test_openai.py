@@ -31,8 +31,9 @@ def test_models_list_our_models_and_their_openai_names(client):
 def test_transcription(client):
     result = client.audio.transcriptions.create(model="whisper-1", file=("q.wav", speak("How is the weather today?")))
     assert {"weather", "today"} <= words(result.text)
-    text = client.audio.transcriptions.create(model="whisper-1", file=("q.wav", speak("Good morning.")),
-                                              response_format="text")
+    text = client.audio.transcriptions.create(
+        model="whisper-1", file=("q.wav", speak("Good morning.")), response_format="text"
+    )
     assert "morning" in words(text)
 
 
@@ -41,26 +42,39 @@ def test_chat_completion_and_its_stream_agree(client):
     whole = client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=24)
     text = whole.choices[0].message.content
     assert text and whole.usage.completion_tokens > 0 and whole.choices[0].finish_reason in ("stop", "length")
-    pieces = [c.choices[0].delta.content for c in
-              client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=24, stream=True)
-              if c.choices and c.choices[0].delta.content]
+    pieces = [
+        c.choices[0].delta.content
+        for c in client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=24, stream=True)
+        if c.choices and c.choices[0].delta.content
+    ]
     assert len(pieces) > 3
     assert "".join(pieces).strip() == text.strip()
 
 
 def test_images_reach_a_text_only_model_as_text(client):
     question = {"type": "text", "text": "What does the sign say?"}
-    plain = client.chat.completions.create(model="gpt-4o", max_tokens=4, messages=[{"role": "user", "content": [question]}])
-    shown = client.chat.completions.create(model="gpt-4o", max_tokens=4, messages=[{"role": "user", "content": [
-        question, {"type": "image_url", "image_url": {"url": data_url(sign())}}]}])
+    plain = client.chat.completions.create(
+        model="gpt-4o", max_tokens=4, messages=[{"role": "user", "content": [question]}]
+    )
+    shown = client.chat.completions.create(
+        model="gpt-4o",
+        max_tokens=4,
+        messages=[
+            {"role": "user", "content": [question, {"type": "image_url", "image_url": {"url": data_url(sign())}}]}
+        ],
+    )
     assert shown.usage.prompt_tokens > plain.usage.prompt_tokens + 5, "the sign's words were read into the prompt"
 
 
 def test_audio_in_and_audio_out(client):
     question = base64.b64encode(speak("What is the capital city of France?")).decode("ascii")
     answer = client.chat.completions.create(
-        model="gpt-4o-audio-preview", modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"},
-        messages=[{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": question, "format": "wav"}}]}],
+        model="gpt-4o-audio-preview",
+        modalities=["text", "audio"],
+        audio={"voice": "alloy", "format": "wav"},
+        messages=[
+            {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": question, "format": "wav"}}]}
+        ],
     )
     spoken = answer.choices[0].message.audio
     samples, rate = sf.read(io.BytesIO(base64.b64decode(spoken.data)), dtype="float32")
@@ -69,8 +83,9 @@ def test_audio_in_and_audio_out(client):
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3", "flac", "opus"])
 def test_speech(client, fmt):
-    speech = client.audio.speech.create(model="tts-1", voice="alloy", input="Hello there, nice to meet you.",
-                                        response_format=fmt)
+    speech = client.audio.speech.create(
+        model="tts-1", voice="alloy", input="Hello there, nice to meet you.", response_format=fmt
+    )
     samples, rate = sf.read(io.BytesIO(speech.content), dtype="float32")
     assert voiced_seconds(samples if samples.ndim == 1 else samples.mean(axis=1), rate) > 0.5
 
@@ -81,16 +96,26 @@ def test_errors_come_back_as_openai_errors(client):
     with pytest.raises(openai.BadRequestError, match="is a text_to_speech model"):
         client.chat.completions.create(model="tts-1", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.BadRequestError, match="only data: URLs can be read"):
-        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])
+        client.chat.completions.create(
+            model="gpt-4o",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}],
+                }
+            ],
+        )
     with pytest.raises(openai.BadRequestError, match="could not decode the audio"):
         client.audio.transcriptions.create(model="whisper-1", file=("q.wav", b"not audio"))
 
 
-@pytest.mark.parametrize("cluster,llm", [
-    ("CLUSTER_GPT_4O_TEXT_ETE_CONVERSATION", "gpt_4o_text"),
-    ("CLUSTER_GPT_35_ETE_CONVERSATION", "gpt_35"),
-])
+@pytest.mark.parametrize(
+    "cluster,llm",
+    [
+        ("CLUSTER_GPT_4O_TEXT_ETE_CONVERSATION", "gpt_4o_text"),
+        ("CLUSTER_GPT_35_ETE_CONVERSATION", "gpt_35"),
+    ],
+)
 def test_openai_clusters_end_to_end(server, cluster, llm):
     response = post(server, speak("What is the capital city of France?"), cluster=cluster)
     assert response.status_code == 200, response.text
@@ -111,16 +136,23 @@ def test_openai_clusters_end_to_end(server, cluster, llm):
 
 
 def test_gpt_4o_cluster_sends_the_pictures(server):
-    response = post(server, speak("What does this sign say?"), cluster="CLUSTER_GPT_4O_ETE_CONVERSATION",
-                    images=[("sign.png", sign())])
+    response = post(
+        server,
+        speak("What does this sign say?"),
+        cluster="CLUSTER_GPT_4O_ETE_CONVERSATION",
+        images=[("sign.png", sign())],
+    )
     assert response.status_code == 200, response.text
     tasks = stages_of(server, response.json()["track_id"])
     assert tasks["gpt_4o"]["result_profile"]["images"] == 1
 
 
 def test_gpt_35_rag_cluster_retrieves_before_asking(server):
-    response = post(server, speak("When does the Riverside library open on Saturdays?"),
-                    cluster="CLUSTER_GPT_35_RAG_ETE_CONVERSATION")
+    response = post(
+        server,
+        speak("When does the Riverside library open on Saturdays?"),
+        cluster="CLUSTER_GPT_35_RAG_ETE_CONVERSATION",
+    )
     assert response.status_code == 200, response.text
     tasks = stages_of(server, response.json()["track_id"])
     assert tasks["rag"]["result_profile"]["chunks"][0]["source"] == "library.md"

@@ -52,7 +52,7 @@ class LiveClient:
         step = int(16_000 * CHUNK_S)
         t0 = time.perf_counter()
         for i, start in enumerate(range(0, len(audio), step)):
-            self.ws.send(to_pcm16(audio[start:start + step]))
+            self.ws.send(to_pcm16(audio[start : start + step]))
             time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))  # real-time pace
 
     def wait_for(self, predicate, timeout=60.0) -> dict:
@@ -69,7 +69,6 @@ class LiveClient:
     def types(self) -> list[str]:
         with self.lock:
             return [f["type"] for _, f in self.frames]
-
 
 
 def is_type(kind, **fields):
@@ -158,8 +157,9 @@ def test_a_bad_opening_is_refused_with_the_reason(server):
 def test_a_posted_file_can_stream_its_frames(server, accept):
     files = [("audio", ("q.wav", speak("How is the weather today?"), "audio/wav"))]
     frames = []
-    with server.http.stream("POST", "/v1/conversations/stream", data={"cluster": CLUSTER}, files=files,
-                            headers={"accept": accept}) as response:
+    with server.http.stream(
+        "POST", "/v1/conversations/stream", data={"cluster": CLUSTER}, files=files, headers={"accept": accept}
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith(accept)
         for line in response.iter_lines():
@@ -173,6 +173,7 @@ def test_a_posted_file_can_stream_its_frames(server, accept):
 def test_streaming_refuses_bad_input_before_it_starts(server):
     response = post(server, b"", cluster=CLUSTER)
     assert response.status_code == 400
-    streamed = server.http.post("/v1/conversations/stream", data={"cluster": CLUSTER},
-                                files=[("audio", ("q.wav", b"", "audio/wav"))])
+    streamed = server.http.post(
+        "/v1/conversations/stream", data={"cluster": CLUSTER}, files=[("audio", ("q.wav", b"", "audio/wav"))]
+    )
     assert streamed.status_code == 400 and "empty" in streamed.json()["detail"]

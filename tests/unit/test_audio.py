@@ -13,7 +13,9 @@ def tone(rate: int, seconds: float, channels: int) -> np.ndarray:
     return np.stack([mono] * channels, axis=1).astype(np.float32)
 
 
-@pytest.mark.parametrize("fmt,rate,channels", [("WAV", 44_100, 2), ("FLAC", 22_050, 1), ("OGG", 48_000, 2), ("WAV", 8_000, 1)])
+@pytest.mark.parametrize(
+    "fmt,rate,channels", [("WAV", 44_100, 2), ("FLAC", 22_050, 1), ("OGG", 48_000, 2), ("WAV", 8_000, 1)]
+)
 def test_any_rate_and_channel_count_becomes_16k_mono(fmt, rate, channels):
     buffer = io.BytesIO()
     sf.write(buffer, tone(rate, 1.5, channels), rate, format=fmt)

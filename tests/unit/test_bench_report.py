@@ -62,7 +62,10 @@ def test_references_from_a_json_mapping(tmp_path):
     (tmp_path / "references.json").write_text(json.dumps({"one.wav": "First question.", "two": "Second, by stem."}))
     (tmp_path / "three.txt").write_text("  ")
     assert {u.name: u.reference for u in read_audio_folder(tmp_path)} == {
-        "one.wav": "First question.", "two.wav": "Second, by stem.", "three.wav": None}
+        "one.wav": "First question.",
+        "two.wav": "Second, by stem.",
+        "three.wav": None,
+    }
 
 
 def test_references_from_a_csv_mapping_and_txt_files_first(tmp_path):
@@ -71,7 +74,9 @@ def test_references_from_a_csv_mapping_and_txt_files_first(tmp_path):
     (tmp_path / "references.csv").write_text('file,text\none.wav,"Yes, please."\ntwo.wav,From the table.\n')
     (tmp_path / "two.txt").write_text("From the text file.")
     assert {u.name: u.reference for u in read_audio_folder(tmp_path)} == {
-        "one.wav": "Yes, please.", "two.wav": "From the text file."}
+        "one.wav": "Yes, please.",
+        "two.wav": "From the text file.",
+    }
 
 
 def server_body(cluster, transcript, stages, end_to_end_s, first_audio_s, detail=None):
@@ -80,12 +85,20 @@ def server_body(cluster, transcript, stages, end_to_end_s, first_audio_s, detail
     transfer_s = sum(t for _, _, t in stages)
     overhead = end_to_end_s - model_s
     body = {
-        "track_id": f"T-{cluster}-{'0' * 32}", "cluster": cluster, "turn": 1,
-        "status": "failed" if detail else "completed", "transcript": transcript, "reply_text": "Paris.",
+        "track_id": f"T-{cluster}-{'0' * 32}",
+        "cluster": cluster,
+        "turn": 1,
+        "status": "failed" if detail else "completed",
+        "transcript": transcript,
+        "reply_text": "Paris.",
         "timings": {
             "stages": [{"task_name": n, "model_s": m, "transfer_s": t, "ttfb_s": m / 2} for n, m, t in stages],
-            "model_s": model_s, "transfer_s": transfer_s, "turn_s": end_to_end_s - 0.01,
-            "end_to_end_s": end_to_end_s, "overhead_s": overhead, "overhead_ratio": overhead / end_to_end_s,
+            "model_s": model_s,
+            "transfer_s": transfer_s,
+            "turn_s": end_to_end_s - 0.01,
+            "end_to_end_s": end_to_end_s,
+            "overhead_s": overhead,
+            "overhead_ratio": overhead / end_to_end_s,
             "time_to_first_audio_s": first_audio_s,
         },
     }
@@ -101,24 +114,83 @@ def run():
     """Two clusters, two rounds: a misheard turn, a stage failure (502) and a refused turn with no timings (503)."""
     turns = {HF: [], Q: []}
     for r in (1, 2):
-        turns[HF].append(turn_record(HF, CAPITAL, r, 200, server_body(
-            HF, "What is the capital city of France?",
-            [("speech_to_text", 0.39, 0.013), ("emotion_detection", 0.09, 0.012), ("hf_llm", 2.0 + r / 10, 0.011),
-             ("text_to_speech", 0.2, 0.011)], 2.8 + r / 10, 1.3), None, 1000.0 + 10 * r, 2.9 + r / 10))
-        turns[HF].append(turn_record(HF, WEATHER, r, 200, server_body(
-            HF, "How is the weather to day?",
-            [("speech_to_text", 0.41, 0.014), ("emotion_detection", 0.08, 0.012), ("hf_llm", 1.5, 0.012),
-             ("text_to_speech", 0.3, 0.01)], 2.4, 1.1), None, 1003.0 + 10 * r, 2.5))
-        turns[Q].append(turn_record(Q, CAPITAL, r, 200, server_body(
-            Q, "What is the capital city of France?",
-            [("speech_to_text", 0.4, 0.013), ("quantization_llm", 1.1, 0.014), ("text_to_speech", 0.4, 0.012)],
-            2.0, 0.9), None, 2000.0 + 10 * r, 2.1))
-    stage_failed = server_body(Q, "How is the weather today?", [("speech_to_text", 0.4, 0.013)], 0.5, None,
-                               detail="stage quantization_llm failed: RuntimeError: out of memory")
+        turns[HF].append(
+            turn_record(
+                HF,
+                CAPITAL,
+                r,
+                200,
+                server_body(
+                    HF,
+                    "What is the capital city of France?",
+                    [
+                        ("speech_to_text", 0.39, 0.013),
+                        ("emotion_detection", 0.09, 0.012),
+                        ("hf_llm", 2.0 + r / 10, 0.011),
+                        ("text_to_speech", 0.2, 0.011),
+                    ],
+                    2.8 + r / 10,
+                    1.3,
+                ),
+                None,
+                1000.0 + 10 * r,
+                2.9 + r / 10,
+            )
+        )
+        turns[HF].append(
+            turn_record(
+                HF,
+                WEATHER,
+                r,
+                200,
+                server_body(
+                    HF,
+                    "How is the weather to day?",
+                    [
+                        ("speech_to_text", 0.41, 0.014),
+                        ("emotion_detection", 0.08, 0.012),
+                        ("hf_llm", 1.5, 0.012),
+                        ("text_to_speech", 0.3, 0.01),
+                    ],
+                    2.4,
+                    1.1,
+                ),
+                None,
+                1003.0 + 10 * r,
+                2.5,
+            )
+        )
+        turns[Q].append(
+            turn_record(
+                Q,
+                CAPITAL,
+                r,
+                200,
+                server_body(
+                    Q,
+                    "What is the capital city of France?",
+                    [("speech_to_text", 0.4, 0.013), ("quantization_llm", 1.1, 0.014), ("text_to_speech", 0.4, 0.012)],
+                    2.0,
+                    0.9,
+                ),
+                None,
+                2000.0 + 10 * r,
+                2.1,
+            )
+        )
+    stage_failed = server_body(
+        Q,
+        "How is the weather today?",
+        [("speech_to_text", 0.4, 0.013)],
+        0.5,
+        None,
+        detail="stage quantization_llm failed: RuntimeError: out of memory",
+    )
     turns[Q].append(turn_record(Q, WEATHER, 1, 502, stage_failed, stage_failed["detail"], 2003.0, 0.6))
     turns[Q].append(turn_record(Q, WEATHER, 2, 503, {"detail": "not enabled"}, "not enabled", 2013.0, 0.01))
     return {
-        "started_at": "2026-11-22T03:00:00+00:00", "url": "http://127.0.0.1:8000",
+        "started_at": "2026-11-22T03:00:00+00:00",
+        "url": "http://127.0.0.1:8000",
         "settings": {"audio": "recordings", "rounds": 2, "concurrency": 2, "warmup": 0, "images": []},
         "machine": {"platform": "Linux", "processor": "", "cpus": 2},
         "inputs": [{"name": u.name, "reference": u.reference, "duration_s": u.duration_s} for u in (CAPITAL, WEATHER)],
@@ -144,7 +216,9 @@ def test_summary_of_real_turn_records(run):
     # the 502 turn had a transcript, so it is scored; the 503 turn never reached speech-to-text
     assert q["wer"]["turns"] == 3 and q["wer"]["wer"] == 0
     assert [(f["status"], f["detail"]) for f in q["failures"]] == [
-        (502, "stage quantization_llm failed: RuntimeError: out of memory"), (503, "not enabled")]
+        (502, "stage quantization_llm failed: RuntimeError: out of memory"),
+        (503, "not enabled"),
+    ]
 
 
 def test_report_and_plots_are_written(run, tmp_path):
@@ -171,10 +245,14 @@ def test_report_and_plots_are_written(run, tmp_path):
 
 def test_a_run_where_every_turn_failed_still_reports(tmp_path):
     turns = [turn_record(HF, CAPITAL, 1, None, {}, "ConnectError: connection refused", 5.0, 0.01)]
-    run = {"started_at": "now", "url": "http://127.0.0.1:9", "machine": {"platform": "Linux", "cpus": 2},
-           "settings": {"audio": "recordings", "rounds": 1, "concurrency": 1, "warmup": 0, "images": []},
-           "inputs": [{"name": "capital.wav", "reference": CAPITAL.reference, "duration_s": 2.0}],
-           "clusters": {HF: {"summary": summarise(turns), "turns": turns}}}
+    run = {
+        "started_at": "now",
+        "url": "http://127.0.0.1:9",
+        "machine": {"platform": "Linux", "cpus": 2},
+        "settings": {"audio": "recordings", "rounds": 1, "concurrency": 1, "warmup": 0, "images": []},
+        "inputs": [{"name": "capital.wav", "reference": CAPITAL.reference, "duration_s": 2.0}],
+        "clusters": {HF: {"summary": summarise(turns), "turns": turns}},
+    }
     assert [p.name for p in write_report(run, tmp_path)] == ["report.md"]
     report = (tmp_path / "report.md").read_text()
     assert f"| `{HF}` | 0/1 | 1 |" in report
@@ -191,8 +269,24 @@ def test_turns_nobody_answers_are_failures_in_the_results(tmp_path):
     write_tone(audio / "tone.wav")
     (audio / "tone.txt").write_text("A tone.")
     out = tmp_path / "results"
-    main(["--url", f"http://127.0.0.1:{port}", "--audio", str(audio), "--clusters", f"{HF},{Q}", "--rounds", "2",
-          "--concurrency", "2", "--warmup", "1", "--out", str(out)])
+    main(
+        [
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--audio",
+            str(audio),
+            "--clusters",
+            f"{HF},{Q}",
+            "--rounds",
+            "2",
+            "--concurrency",
+            "2",
+            "--warmup",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     run = json.loads((out / "bench.json").read_text())
     assert list(run["clusters"]) == [HF, Q]
     for result in run["clusters"].values():

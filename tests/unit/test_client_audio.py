@@ -26,6 +26,7 @@ def recording(tmp_path):
         path = tmp_path / name
         sf.write(path, tone(seconds, rate), rate, format=fmt)
         return path
+
     return write
 
 
@@ -41,7 +42,7 @@ def test_a_file_is_sent_in_equal_chunks_then_silence(recording):
     sent = from_pcm16(b"".join(chunks))
     assert np.abs(sent[:3000]).max() > 0.4, "the recording comes first"
     assert np.allclose(sent[:3360], from_pcm16(to_pcm16(tone(0.21)))[:3360], atol=1e-4)
-    assert not sent[11 * CHUNK:].any(), "the last chunk is padded, then only silence"
+    assert not sent[11 * CHUNK :].any(), "the last chunk is padded, then only silence"
     assert source.finished_at is not None
 
 
@@ -62,8 +63,7 @@ def test_chunks_come_at_real_time_pace(recording):
 
 def test_the_next_file_waits_for_its_cue(recording):
     cue = {"go": False}
-    source = FileSource([recording(0.1, name="a.wav"), recording(0.1, name="b.wav")],
-                        may_start=lambda ended: cue["go"])
+    source = FileSource([recording(0.1, name="a.wav"), recording(0.1, name="b.wav")], may_start=lambda ended: cue["go"])
     with source:
         first = read_chunks(source, 5)
         waiting = read_chunks(source, 10)

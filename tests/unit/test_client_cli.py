@@ -12,8 +12,12 @@ from websockets.sync.server import serve
 
 from client.cli import main
 
-CLUSTERS = {"clusters": [{"name": "CLUSTER_A", "enabled": True, "reason": None, "stages": [{"name": "speech_to_text"}]},
-                         {"name": "CLUSTER_B", "enabled": False, "reason": "switched off", "stages": []}]}
+CLUSTERS = {
+    "clusters": [
+        {"name": "CLUSTER_A", "enabled": True, "reason": None, "stages": [{"name": "speech_to_text"}]},
+        {"name": "CLUSTER_B", "enabled": False, "reason": "switched off", "stages": []},
+    ]
+}
 
 
 @pytest.fixture
@@ -65,20 +69,40 @@ def test_talk_sends_the_key_and_reports_a_refusal(tmp_path, capsys):
     def refuse(ws):
         seen["authorization"] = ws.request.headers.get("Authorization")
         seen["opening"] = json.loads(ws.recv())
-        ws.send(json.dumps({"type": "ErrorFrame", "error": "cluster X is not enabled in this deployment: off",
-                            "status": 503, "fatal": True}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "ErrorFrame",
+                    "error": "cluster X is not enabled in this deployment: off",
+                    "status": 503,
+                    "fatal": True,
+                }
+            )
+        )
 
     question = tmp_path / "question.wav"
     sf.write(question, np.zeros(1600, np.float32), 16_000)
     with serve(refuse, "127.0.0.1", 0) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.socket.getsockname()[1]}"
-        code = main(["--url", url, "--api-key", "sk-live", "talk", "--track_cluster", "X", "--input", str(question),
-                     "--output", str(tmp_path / "reply.wav")])
+        code = main(
+            [
+                "--url",
+                url,
+                "--api-key",
+                "sk-live",
+                "talk",
+                "--track_cluster",
+                "X",
+                "--input",
+                str(question),
+                "--output",
+                str(tmp_path / "reply.wav"),
+            ]
+        )
         server.shutdown()
     err = capsys.readouterr().err
     assert code == 1
     assert "cluster X is not enabled in this deployment: off (HTTP 503)" in err and "Traceback" not in err
     assert seen["authorization"] == "Bearer sk-live"
-    assert seen["opening"] == {"type": "StartFrame", "cluster": "X", "sample_rate": 16_000,
-                               "allow_interruptions": True}
+    assert seen["opening"] == {"type": "StartFrame", "cluster": "X", "sample_rate": 16_000, "allow_interruptions": True}

@@ -82,21 +82,27 @@ CONFIG = {
         "slow": {"component": "test_slow_llm"},
     },
     "clusters": {
-        "GOOD": {"stages": [
-            {"name": "speech_to_text", "model": "stt"},
-            {"name": "llm", "model": "echo", "params": {"prompt_template": "you said: {transcript}"}},
-            {"name": "text_to_speech", "model": "tts"},
-        ]},
-        "STREAMING": {"stages": [
-            {"name": "speech_to_text", "model": "stt"},
-            {"name": "llm", "model": "slow", "params": {"prompt_template": "{transcript}"}},
-            {"name": "text_to_speech", "model": "tts"},
-        ]},
-        "BROKEN": {"stages": [
-            {"name": "speech_to_text", "model": "stt"},
-            {"name": "llm", "model": "broken", "params": {"prompt_template": "{transcript}"}},
-            {"name": "text_to_speech", "model": "tts"},
-        ]},
+        "GOOD": {
+            "stages": [
+                {"name": "speech_to_text", "model": "stt"},
+                {"name": "llm", "model": "echo", "params": {"prompt_template": "you said: {transcript}"}},
+                {"name": "text_to_speech", "model": "tts"},
+            ]
+        },
+        "STREAMING": {
+            "stages": [
+                {"name": "speech_to_text", "model": "stt"},
+                {"name": "llm", "model": "slow", "params": {"prompt_template": "{transcript}"}},
+                {"name": "text_to_speech", "model": "tts"},
+            ]
+        },
+        "BROKEN": {
+            "stages": [
+                {"name": "speech_to_text", "model": "stt"},
+                {"name": "llm", "model": "broken", "params": {"prompt_template": "{transcript}"}},
+                {"name": "text_to_speech", "model": "tts"},
+            ]
+        },
     },
 }
 
@@ -110,8 +116,9 @@ def store_url(tmp_path_factory):
 def handles(store_url):
     config = parse_clusters(CONFIG)
     graphs = build_graphs(config, ["GOOD", "BROKEN", "STREAMING"], store_url)
-    return {name: serve.run(app, name=name, route_prefix=None, _local_testing_mode=True)
-            for name, app in graphs.items()}
+    return {
+        name: serve.run(app, name=name, route_prefix=None, _local_testing_mode=True) for name, app in graphs.items()
+    }
 
 
 def turn(handles, cluster, audio, track_id=None):
@@ -138,7 +145,10 @@ def test_completed_turn_records_every_stage(handles, store_url):
     track = TraceStore(store_url).track(outcome.track_id)
     tasks = track["tasks"]
     assert [(t["task_name"], t["status"]) for t in tasks] == [
-        ("speech_to_text", "completed"), ("llm", "completed"), ("text_to_speech", "completed")]
+        ("speech_to_text", "completed"),
+        ("llm", "completed"),
+        ("text_to_speech", "completed"),
+    ]
     for task in tasks:
         p = task["latency_profile"]
         assert model_time(p) + transfer_time(p) + wait_time(p) == pytest.approx(p["ts_end"] - p["ts_start"], abs=1e-5)
@@ -222,22 +232,34 @@ def test_hanging_up_mid_reply_cancels_the_rest_and_keeps_what_was_spoken(handles
 
 def test_any_kind_that_streams_a_slot_feeds_a_kind_that_takes_it_in_pieces(monkeypatch, store_url):
     """The graph pipes stages by their kinds' contracts: a kind it has never seen streams into speech."""
-    monkeypatch.setitem(KINDS, "test_narration", Contract(
-        frozenset({"transcript"}), frozenset({"reply_text"}), frames=("reply_text",), streams="reply_text"))
+    monkeypatch.setitem(
+        KINDS,
+        "test_narration",
+        Contract(frozenset({"transcript"}), frozenset({"reply_text"}), frames=("reply_text",), streams="reply_text"),
+    )
 
     class Narrator(SlowLLM):
         kind = "test_narration"
 
     register("test_narrator")(Narrator)
-    config = parse_clusters({
-        "models": {"stt": {"component": "test_length_stt"}, "narrator": {"component": "test_narrator"},
-                   "tts": {"component": "test_beep_tts"}},
-        "clusters": {"NARRATED": {"stages": [
-            {"name": "speech_to_text", "model": "stt"},
-            {"name": "narrate", "model": "narrator", "params": {"prompt_template": "{transcript}"}},
-            {"name": "text_to_speech", "model": "tts"},
-        ]}},
-    })
+    config = parse_clusters(
+        {
+            "models": {
+                "stt": {"component": "test_length_stt"},
+                "narrator": {"component": "test_narrator"},
+                "tts": {"component": "test_beep_tts"},
+            },
+            "clusters": {
+                "NARRATED": {
+                    "stages": [
+                        {"name": "speech_to_text", "model": "stt"},
+                        {"name": "narrate", "model": "narrator", "params": {"prompt_template": "{transcript}"}},
+                        {"name": "text_to_speech", "model": "tts"},
+                    ]
+                }
+            },
+        }
+    )
     app = build_graphs(config, ["NARRATED"], store_url)["NARRATED"]
     handle = serve.run(app, name="NARRATED", route_prefix=None, _local_testing_mode=True)
     _, frames = stream_turn({"NARRATED": handle}, "NARRATED", SPEECH, stages=3)

@@ -43,11 +43,21 @@ def load_error(tmp_path, text) -> str:
 def test_default_config_declares_all_original_clusters():
     config = load_clusters()
     assert ORIGINAL_CLUSTERS <= set(config.clusters)
-    for local in ("CLUSTER_HF_ETE_CONVERSATION", "CLUSTER_Q_ETE_CONVERSATION", "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION",
-                  "CLUSTER_HF_RAG_ETE_CONVERSATION", "CLUSTER_HF_VISION_ETE_CONVERSATION"):
+    for local in (
+        "CLUSTER_HF_ETE_CONVERSATION",
+        "CLUSTER_Q_ETE_CONVERSATION",
+        "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION",
+        "CLUSTER_HF_RAG_ETE_CONVERSATION",
+        "CLUSTER_HF_VISION_ETE_CONVERSATION",
+    ):
         assert config.unavailable_reason(local) is None, local
     hf = config.clusters["CLUSTER_HF_ETE_CONVERSATION"]
-    assert [config.stage_component(s) for s in hf.flat()] == ["whisper_stt", "multimodal_emotion", "hf_llm", "piper_tts"]
+    assert [config.stage_component(s) for s in hf.flat()] == [
+        "whisper_stt",
+        "multimodal_emotion",
+        "hf_llm",
+        "piper_tts",
+    ]
     no_emotion = config.clusters["CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"]
     assert [config.stage_component(s) for s in no_emotion.flat()] == ["whisper_stt", "quantized_llm", "piper_tts"]
 
@@ -59,85 +69,115 @@ def test_models_shared_between_clusters_are_listed_once():
 
 
 def test_unknown_component_names_model_and_key(tmp_path):
-    message = load_error(tmp_path, """
+    message = load_error(
+        tmp_path,
+        """
         models:
           stt: {component: whisper_sst}
         clusters:
           C: {stages: [{name: speech_to_text, model: stt}]}
-    """)
+    """,
+    )
     assert "models.stt.component: unknown component 'whisper_sst'" in message
 
 
 def test_missing_param_names_cluster_stage_and_key(tmp_path):
-    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+    message = load_error(
+        tmp_path,
+        MODELS
+        + textwrap.dedent("""
         clusters:
           MY_CLUSTER:
             stages:
               - {name: speech_to_text, model: stt}
               - {name: llm, model: llm}
-    """))
+    """),
+    )
     assert "clusters.MY_CLUSTER.stages[1].params.prompt_template: Field required" in message
 
 
 def test_duplicate_cluster_is_an_error_not_a_silent_override(tmp_path):
-    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+    message = load_error(
+        tmp_path,
+        MODELS
+        + textwrap.dedent("""
         clusters:
           A: {stages: [{name: speech_to_text, model: stt}]}
           A: {stages: [{name: speech_to_text, model: stt}]}
-    """))
+    """),
+    )
     assert "duplicate key 'A'" in message
 
 
 def test_duplicate_stage_name(tmp_path):
-    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+    message = load_error(
+        tmp_path,
+        MODELS
+        + textwrap.dedent("""
         clusters:
           A:
             stages:
               - {name: stt, model: stt}
               - {name: stt, model: emo}
-    """))
+    """),
+    )
     assert "clusters.A.stages[1].name: duplicate stage name 'stt'" in message
 
 
 def test_unknown_option_and_param_keys(tmp_path):
-    message = load_error(tmp_path, """
+    message = load_error(
+        tmp_path,
+        """
         models:
           stt: {component: whisper_stt, options: {modle: tiny.en}}
         clusters:
           A: {stages: [{name: speech_to_text, model: stt, params: {beam: 5}}]}
-    """)
+    """,
+    )
     assert "models.stt.options.modle: Extra inputs are not permitted" in message
     assert "clusters.A.stages[0].params.beam: Extra inputs are not permitted" in message
 
 
 def test_stage_reading_a_slot_nobody_fills(tmp_path):
-    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+    message = load_error(
+        tmp_path,
+        MODELS
+        + textwrap.dedent("""
         clusters:
           A:
             stages:
               - {name: speech_to_text, model: stt}
               - {name: tts, model: tts}
-    """))
+    """),
+    )
     assert "clusters.A.stages[1]: a text_to_speech stage needs 'reply_text'" in message
 
 
 def test_prompt_placeholder_without_a_producing_stage(tmp_path):
-    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+    message = load_error(
+        tmp_path,
+        MODELS
+        + textwrap.dedent("""
         clusters:
           A:
             stages:
               - {name: speech_to_text, model: stt}
               - {name: llm, model: llm, params: {prompt_template: "{context} {transcript} {mood}"}}
-    """))
+    """),
+    )
     assert "placeholder {context} has no earlier stage that fills it" in message
     assert "unknown placeholder {mood}" in message
 
 
 def test_unknown_model_reference_and_bad_cluster_name(tmp_path):
-    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+    message = load_error(
+        tmp_path,
+        MODELS
+        + textwrap.dedent("""
         clusters:
           BAD-NAME: {stages: [{name: speech_to_text, model: whisper}]}
-    """))
+    """),
+    )
     assert "clusters.BAD-NAME: cluster names are letters" in message
     assert "clusters.BAD-NAME.stages[0].model: unknown model 'whisper'" in message
 
@@ -163,8 +203,10 @@ def test_openai_clusters_wait_for_their_key(monkeypatch):
     reason = environment_reason(config, "CLUSTER_GPT_4O_ETE_CONVERSATION")
     assert reason.startswith("stage 'speech_to_text' (openai-whisper-1): OPENAI_API_KEY is not set")
     assert environment_reason(config, "CLUSTER_HF_ETE_CONVERSATION") is None
-    listed = {c["name"]: c for c in catalog(config, ["CLUSTER_HF_ETE_CONVERSATION"],
-                                            {"CLUSTER_GPT_4O_ETE_CONVERSATION": reason})}
+    listed = {
+        c["name"]: c
+        for c in catalog(config, ["CLUSTER_HF_ETE_CONVERSATION"], {"CLUSTER_GPT_4O_ETE_CONVERSATION": reason})
+    }
     assert listed["CLUSTER_GPT_4O_ETE_CONVERSATION"]["reason"] == reason
     assert not listed["CLUSTER_GPT_4O_ETE_CONVERSATION"]["enabled"]
     monkeypatch.setenv("OPENAI_API_KEY", "sk-anything")
@@ -189,7 +231,10 @@ def test_app_args_are_validated():
 
 
 def test_parallel_steps_load_and_their_branches_are_checked(tmp_path):
-    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+    message = load_error(
+        tmp_path,
+        MODELS
+        + textwrap.dedent("""
         clusters:
           SIDE_BY_SIDE:
             stages:
@@ -197,22 +242,29 @@ def test_parallel_steps_load_and_their_branches_are_checked(tmp_path):
                   - {name: speech_to_text, model: stt}
                   - {name: emotion, model: emo}
               - {name: tts, model: tts}
-    """))
+    """),
+    )
     # emotion needs the transcript, which its sibling only makes at the same time
     assert "clusters.SIDE_BY_SIDE.stages[0].parallel[1]: a emotion stage needs 'transcript'" in message
 
     config = load_clusters()
     vision = config.clusters["CLUSTER_HF_VISION_ETE_CONVERSATION"]
-    assert [[s.name for s in step] for step in vision.steps()][:2] == [["speech_to_text", "image2text"],
-                                                                       ["emotion_detection"]]
+    assert [[s.name for s in step] for step in vision.steps()][:2] == [
+        ["speech_to_text", "image2text"],
+        ["emotion_detection"],
+    ]
     assert [s.name for s in vision.flat()][:3] == ["speech_to_text", "image2text", "emotion_detection"]
 
 
 def test_a_parallel_step_needs_two_stages(tmp_path):
-    message = load_error(tmp_path, MODELS + textwrap.dedent("""
+    message = load_error(
+        tmp_path,
+        MODELS
+        + textwrap.dedent("""
         clusters:
           A:
             stages:
               - parallel: [{name: speech_to_text, model: stt}]
-    """))
+    """),
+    )
     assert "clusters.A.stages[0].parallel: List should have at least 2 items" in message

@@ -24,12 +24,15 @@ def test_every_frame_belongs_to_one_family():
     assert CancelFrame.family == "system" and StartFrame.family == "control" and LLMTextFrame.family == "data"
 
 
-@pytest.mark.parametrize("frame", [
-    TTSAudioFrame(audio=b"\x01\x00\xff\x7f", sample_rate=22050, sentence=2, text="Hello."),
-    TranscriptionFrame(text="what is the weather", stage="speech_to_text"),
-    MetricsFrame(stage="hf_llm", metrics={"ttfb_s": 0.12, "processing_s": 1.5}),
-    EndFrame(track_id="T-X-" + "0" * 32, turn=3, status="cancelled"),
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        TTSAudioFrame(audio=b"\x01\x00\xff\x7f", sample_rate=22050, sentence=2, text="Hello."),
+        TranscriptionFrame(text="what is the weather", stage="speech_to_text"),
+        MetricsFrame(stage="hf_llm", metrics={"ttfb_s": 0.12, "processing_s": 1.5}),
+        EndFrame(track_id="T-X-" + "0" * 32, turn=3, status="cancelled"),
+    ],
+)
 def test_frames_survive_the_wire_as_json(frame):
     wire = json.loads(json.dumps(frame.to_wire()))
     assert wire["type"] == type(frame).__name__

@@ -58,7 +58,9 @@ def test_long_text_is_cut_and_unsure_lines_dropped(ocr):
 def test_an_image_with_nothing_to_read_says_so(ocr):
     blank = png(Image.new("RGB", (200, 200), "white"))
     assert ocr.describe(blank, ocr.Params()) == (
-        "no text or faces recognised.", {"caption": None, "lines": [], "faces": []})
+        "no text or faces recognised.",
+        {"caption": None, "lines": [], "faces": []},
+    )
 
 
 def test_no_images_give_no_text(ocr):
@@ -67,22 +69,31 @@ def test_no_images_give_no_text(ocr):
 
 
 def test_a_cluster_can_give_the_llm_what_the_images_show():
-    config = parse_clusters({
-        "models": {
-            "stt": {"component": "whisper_stt"},
-            "emotion": {"component": "multimodal_emotion", "options": {"min_face_size": 32}},
-            "ocr": {"component": "ocr_image_to_text"},
-            "llm": {"component": "hf_llm"},
-            "tts": {"component": "piper_tts"},
-        },
-        "clusters": {"SEEING": {"stages": [
-            {"name": "speech_to_text", "model": "stt"},
-            {"name": "emotion_detection", "model": "emotion", "params": {"face_weight": 2}},
-            {"name": "image_to_text", "model": "ocr", "params": {"max_text_chars": 120}},
-            {"name": "llm", "model": "llm",
-             "params": {"prompt_template": "{transcript}\n(Images: {image_text})\n(Mood: {emotion})"}},
-            {"name": "text_to_speech", "model": "tts"},
-        ]}},
-    })
+    config = parse_clusters(
+        {
+            "models": {
+                "stt": {"component": "whisper_stt"},
+                "emotion": {"component": "multimodal_emotion", "options": {"min_face_size": 32}},
+                "ocr": {"component": "ocr_image_to_text"},
+                "llm": {"component": "hf_llm"},
+                "tts": {"component": "piper_tts"},
+            },
+            "clusters": {
+                "SEEING": {
+                    "stages": [
+                        {"name": "speech_to_text", "model": "stt"},
+                        {"name": "emotion_detection", "model": "emotion", "params": {"face_weight": 2}},
+                        {"name": "image_to_text", "model": "ocr", "params": {"max_text_chars": 120}},
+                        {
+                            "name": "llm",
+                            "model": "llm",
+                            "params": {"prompt_template": "{transcript}\n(Images: {image_text})\n(Mood: {emotion})"},
+                        },
+                        {"name": "text_to_speech", "model": "tts"},
+                    ]
+                }
+            },
+        }
+    )
     stages = config.clusters["SEEING"].flat()
     assert [config.stage_component(s) for s in stages][1:3] == ["multimodal_emotion", "ocr_image_to_text"]

@@ -43,16 +43,26 @@ def test_turn_summary_and_overhead():
 
 def test_overlapping_stages_are_not_counted_twice():
     llm = stage_profile(0.0, 2.0, 1.9, 0.05)
-    tts = {"model_inference": 0.6, "transfer_in": 0.1, "transfer_out": 0.0, "wait_upstream": 1.3,
-           "ts_start": 1.0, "ts_end": 3.0}  # speaks the first sentence while the LLM still writes
+    tts = {
+        "model_inference": 0.6,
+        "transfer_in": 0.1,
+        "transfer_out": 0.0,
+        "wait_upstream": 1.3,
+        "ts_start": 1.0,
+        "ts_end": 3.0,
+    }  # speaks the first sentence while the LLM still writes
     assert idle_time([llm, tts], 0.0, 3.0) == pytest.approx(0.0)
     assert idle_time([llm, tts], -0.5, 3.5) == pytest.approx(1.0)
     assert overhead_s([llm, tts], 0.0, 3.0) == pytest.approx(0.1 + 0.1)
 
 
 def test_spread_has_min_median_p95_max():
-    assert spread([float(v) for v in range(1, 21)]) == {"min": 1.0, "median": 10.5, "p95": pytest.approx(19.05),
-                                                       "max": 20.0}
+    assert spread([float(v) for v in range(1, 21)]) == {
+        "min": 1.0,
+        "median": 10.5,
+        "p95": pytest.approx(19.05),
+        "max": 20.0,
+    }
     assert spread([0.3]) == {"min": 0.3, "median": 0.3, "p95": 0.3, "max": 0.3}
     assert spread([2.0, 1.0]) == {"min": 1.0, "median": 1.5, "p95": pytest.approx(1.95), "max": 2.0}
     assert spread([]) is None

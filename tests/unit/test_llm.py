@@ -44,7 +44,10 @@ def test_int8_quantizes_the_linear_layers_but_not_the_output_head(int8):
 
 
 def test_history_and_emotion_reach_the_prompt(fp32):
-    history = [{"role": "user", "content": "My name is Ada."}, {"role": "assistant", "content": "Nice to meet you, Ada."}]
+    history = [
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Nice to meet you, Ada."},
+    ]
     inputs = {"transcript": "What is my name?", "emotion": {"summary": "The user sounds positive."}, "history": history}
     params = {"prompt_template": "{transcript} ({emotion})", "max_new_tokens": 8}
     out = ask(fp32, inputs, params)

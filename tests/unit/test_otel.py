@@ -56,8 +56,9 @@ def test_a_track_is_one_trace_of_turn_and_stage_spans(endpoint, tmp_path):
 
     async def turn():
         ids = [uuid.uuid4().hex for _ in range(3)]
-        return await handle.run_turn.remote(TurnRequest(track_id, ids, 0.1 * np.ones(MODEL_RATE, np.float32),
-                                                        b"RIFF", "audio/wav"))
+        return await handle.run_turn.remote(
+            TurnRequest(track_id, ids, 0.1 * np.ones(MODEL_RATE, np.float32), b"RIFF", "audio/wav")
+        )
 
     Receiver.spans = []
     for _ in range(2):
@@ -70,8 +71,11 @@ def test_a_track_is_one_trace_of_turn_and_stage_spans(endpoint, tmp_path):
     assert sorted(s.name for s in turns) == ["GOOD turn 1", "GOOD turn 2"]
     tasks = TraceStore(store_url).track(track_id)["tasks"]
     for task in tasks:
-        span = next(s for s in spans if any(a.key == "omniserve.task_id" and a.value.string_value == task["id"]
-                                            for a in s.attributes))
+        span = next(
+            s
+            for s in spans
+            if any(a.key == "omniserve.task_id" and a.value.string_value == task["id"] for a in s.attributes)
+        )
         parent = next(t for t in turns if t.name == f"GOOD turn {task['turn']}")
         assert span.parent_span_id == parent.span_id and span.name == task["task_name"]
         assert span.start_time_unix_nano == int(task["latency_profile"]["ts_start"] * 1e9)

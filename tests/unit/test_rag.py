@@ -81,8 +81,12 @@ def write_pdf(path, lines):
     """pypdf writes no text itself, but a page whose content stream shows Helvetica text is enough."""
     writer = PdfWriter()
     page = writer.add_blank_page(612, 792)
-    font = DictionaryObject({NameObject(key): NameObject(value) for key, value in
-                             [("/Type", "/Font"), ("/Subtype", "/Type1"), ("/BaseFont", "/Helvetica")]})
+    font = DictionaryObject(
+        {
+            NameObject(key): NameObject(value)
+            for key, value in [("/Type", "/Font"), ("/Subtype", "/Type1"), ("/BaseFont", "/Helvetica")]
+        }
+    )
     fonts = DictionaryObject({NameObject("/F1"): font})
     page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
     shown = " ".join(f"({line}) '" for line in lines)
@@ -178,7 +182,10 @@ def test_a_changed_file_alone_is_embedded_again_and_its_old_text_is_gone(docs, t
     dessert = top_sources(directory, embedder, "What dessert goes in the oven for a long time?")
     assert dessert[0] == "recipes/soup.txt"
     assert sorted(p.name for p in directory.glob("*-*")) == [
-        "chunks-000001.json", "chunks-000002.json", "index-000001.faiss", "index-000002.faiss"
+        "chunks-000001.json",
+        "chunks-000002.json",
+        "index-000001.faiss",
+        "index-000002.faiss",
     ], "the generation before stays for readers of the previous manifest"
 
 

@@ -5,7 +5,7 @@ def feed(text: str, size: int = 3) -> tuple[list[str], str | None]:
     agg = SentenceAggregator()
     out = []
     for i in range(0, len(text), size):
-        out += agg.push(text[i:i + size])
+        out += agg.push(text[i : i + size])
     return out, agg.flush()
 
 

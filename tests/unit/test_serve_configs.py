@@ -16,8 +16,10 @@ def test_default_config_is_cpu_only_and_fits_two_cores():
     models = config.models_for(args.enabled_clusters)
     assert not app.get("deployments"), "the default config keeps each model's CPU-only settings"
     assert all(config.models[m].ray_actor_options.num_gpus == 0 for m in models)
-    graphs_and_ingress = (ClusterGraph.ray_actor_options["num_cpus"] * len(args.enabled_clusters)
-                          + OmniServeIngress.ray_actor_options["num_cpus"])
+    graphs_and_ingress = (
+        ClusterGraph.ray_actor_options["num_cpus"] * len(args.enabled_clusters)
+        + OmniServeIngress.ray_actor_options["num_cpus"]
+    )
     assert sum(config.models[m].ray_actor_options.num_cpus for m in models) + graphs_and_ingress <= 2
 
 

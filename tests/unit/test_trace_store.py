@@ -28,7 +28,11 @@ def test_turns_create_pending_tasks_in_order(url):
     assert turn2 == 2
     track = store.track(track_id)
     assert track["cluster"] == CLUSTER
-    assert statuses(track)[:3] == [(1, "speech_to_text", "pending"), (1, "hf_llm", "pending"), (1, "text_to_speech", "pending")]
+    assert statuses(track)[:3] == [
+        (1, "speech_to_text", "pending"),
+        (1, "hf_llm", "pending"),
+        (1, "text_to_speech", "pending"),
+    ]
     assert track["tasks"][1]["parameters"] == {"prompt_template": "{transcript}"}
 
 
@@ -102,8 +106,10 @@ def test_history_is_the_last_completed_exchanges(url):
         if i != 1:  # turn 2 failed in its LLM: no exchange to remember
             store.complete_task(llm, {"reply_text": f"answer {i}"}, {})
     assert store.history(track_id, 5) == [
-        {"role": "user", "content": "question 0"}, {"role": "assistant", "content": "answer 0"},
-        {"role": "user", "content": "question 2"}, {"role": "assistant", "content": "answer 2"},
+        {"role": "user", "content": "question 0"},
+        {"role": "assistant", "content": "answer 0"},
+        {"role": "user", "content": "question 2"},
+        {"role": "assistant", "content": "answer 2"},
     ]
     assert store.history(track_id, 1) == store.history(track_id, 5)[2:]
     assert store.history(track_id, 0) == []

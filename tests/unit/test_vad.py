@@ -18,7 +18,7 @@ def sentence():
 def feed(segmenter, audio, piece=320, start=1000.0):
     events = []
     for i in range(0, len(audio), piece):
-        events += segmenter.feed(audio[i:i + piece], arrived=start + (i + piece) / RATE)
+        events += segmenter.feed(audio[i : i + piece], arrived=start + (i + piece) / RATE)
     return events
 
 

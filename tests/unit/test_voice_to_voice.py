@@ -95,8 +95,10 @@ def test_options_belong_to_one_backend():
 
 def test_prompt_placeholders_must_be_filled_by_earlier_stages():
     def config(stages):
-        return {"models": {"ocr": {"component": "ocr_image_to_text"}, "v2v": {"component": "voice2voice"}},
-                "clusters": {"C": {"stages": stages}}}
+        return {
+            "models": {"ocr": {"component": "ocr_image_to_text"}, "v2v": {"component": "voice2voice"}},
+            "clusters": {"C": {"stages": stages}},
+        }
 
     def template(text):
         return {"name": "voice2voice", "model": "v2v", "params": {"prompt_template": text}}
@@ -129,9 +131,12 @@ def tutorial_config():
 def test_the_tutorial_blocks_are_valid_and_current():
     config = tutorial_config()
     assert [config.stage_component(s) for s in config.clusters[TUTORIAL_CLUSTER].flat()] == [
-        "ocr_image_to_text", "voice2voice"]
-    assert any(TUTORIAL_CLUSTER in (yaml.safe_load(b) or {}).get("enabled_clusters", [])
-               for b in tutorial_blocks("yaml")), "the guide enables the cluster in serve_config.yaml"
+        "ocr_image_to_text",
+        "voice2voice",
+    ]
+    assert any(
+        TUTORIAL_CLUSTER in (yaml.safe_load(b) or {}).get("enabled_clusters", []) for b in tutorial_blocks("yaml")
+    ), "the guide enables the cluster in serve_config.yaml"
     source = {line.strip() for line in (ROOT / "deployments" / "voice_to_voice.py").read_text().splitlines()}
     for block in tutorial_blocks("python"):
         for line in block.splitlines():
@@ -143,8 +148,14 @@ def tutorial_turn(tmp_path_factory):
     store_url = f"sqlite:///{tmp_path_factory.mktemp('tutorial') / 'traces.db'}"
     graphs = build_graphs(tutorial_config(), [TUTORIAL_CLUSTER], store_url)
     handle = serve.run(graphs[TUTORIAL_CLUSTER], name=TUTORIAL_CLUSTER, route_prefix=None, _local_testing_mode=True)
-    request = TurnRequest(new_track_id(TUTORIAL_CLUSTER), [uuid.uuid4().hex, uuid.uuid4().hex], QUESTION,
-                          QUESTION_WAV, "audio/wav", images=[sign()])
+    request = TurnRequest(
+        new_track_id(TUTORIAL_CLUSTER),
+        [uuid.uuid4().hex, uuid.uuid4().hex],
+        QUESTION,
+        QUESTION_WAV,
+        "audio/wav",
+        images=[sign()],
+    )
 
     async def call():
         return await handle.run_turn.remote(request)
@@ -159,7 +170,9 @@ def test_the_tutorial_cluster_answers_a_turn_with_a_picture(tutorial_turn):
     assert outcome.reply_audio["duration_s"] > 0.5
     image2text, voice2voice = track["tasks"]
     assert [(t["task_name"], t["status"]) for t in track["tasks"]] == [
-        ("image2text", "completed"), ("voice2voice", "completed")]
+        ("image2text", "completed"),
+        ("voice2voice", "completed"),
+    ]
     image_text = image2text["result_profile"]["image_text"]
     assert {"open", "24", "hours", "fresh", "coffee"} <= words(image_text)
     assert image_text in voice2voice["result_profile"]["prompt"]
