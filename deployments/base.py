@@ -12,6 +12,7 @@ import pkgutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -21,6 +22,7 @@ from omniwire.audio import to_pcm16
 from omniwire.frames import EmotionFrame, Frame, LLMTextFrame, TextFrame, TranscriptionFrame, TTSAudioFrame
 
 AUDIO_CHUNK_S = 0.5  # reply audio goes out in frames of this length
+FIRST_CHUNK_WORDS = 6  # a reply's first words are spoken before its first sentence ends
 
 
 def render_slot(name: str, value: Any) -> str:
@@ -121,7 +123,7 @@ KINDS: dict[str, Contract] = {
         frames=("reply_audio",),
         incremental=Incremental(
             "reply_text",
-            SentenceAggregator,
+            partial(SentenceAggregator, first_words=FIRST_CHUNK_WORDS),
             pieces_key="sentences",
             text_key="spoken_text",
             summed=("api_processing_s", "characters", "retries", "audio_seconds"),

@@ -39,3 +39,14 @@ def test_one_rule_for_complete_texts():
     assert trim_to_sentence("It is sunny. The forecast for tomor") == "It is sunny."
     assert trim_to_sentence('He said "hello."') == 'He said "hello."'
     assert trim_to_sentence("no end mark at all") == "no end mark at all"
+
+
+def test_the_first_words_are_spoken_before_the_first_sentence_ends():
+    agg = SentenceAggregator(first_words=6)
+    assert agg.push("The capital of France is") == [], "five whole words: wait"
+    assert agg.push(" Paris and it is") == ["The capital of France is Paris"], "six words, no sentence yet"
+    assert agg.push(" lovely in spring. It has") == ["and it is lovely in spring."], "then whole sentences"
+    clause = SentenceAggregator(first_words=6)
+    assert clause.push("Yes, of course, here it") == ["Yes, of course,"], "or the first clause of three words"
+    short = SentenceAggregator(first_words=6)
+    assert short.push("It is Paris. And") == ["It is Paris."], "a short sentence is a first chunk too"
