@@ -13,11 +13,18 @@ from deployments.base import Component, StageOutput, StrictModel, render_slot
 from deployments.sentences import trim_to_sentence
 
 DEFAULT_SYSTEM_PROMPT = (
-    "You are OmniServe, a friendly voice assistant. Your answer is spoken aloud, so reply in "
-    "one or two short, plain sentences."
+    "You are a friendly voice assistant in a spoken conversation. Answer the question directly, in one "
+    "to three short sentences, the way a helpful person would say it aloud. Use plain words only: no "
+    "lists, headings, markdown, emojis or web addresses. If you do not know, say so in a few words."
 )
-# Placeholders a prompt template may use, each filled from the turn slot of the same name.
-TEMPLATE_FIELDS = ("transcript", "emotion", "context", "image_text")
+# What earlier stages found goes into the system message, never into the person's own words.
+CONTEXT_FIELDS = ("emotion", "context", "image_text")
+# What each finding says in the system message when the stage gives no context_template.
+DEFAULT_CONTEXT = {
+    "emotion": "The person you are talking with seems {emotion}. Let that shape your tone; do not mention it.",
+    "context": "Notes that may help (use them only if they answer the question):\n{context}",
+    "image_text": "What the person is showing you: {image_text}",
+}
 
 
 class GenerationSettings(StrictModel):
@@ -26,12 +33,53 @@ class GenerationSettings(StrictModel):
 
 
 class LLMParams(GenerationSettings):
-    prompt_template: str
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # The person's message; only {transcript} may appear in it.
+    prompt_template: str = "{transcript}"
+    # Appended to the system message, with {emotion}, {context}, {image_text}; None: a sentence for
+    # each of them the turn has (DEFAULT_CONTEXT).
+    context_template: str | None = None
 
 
 def template_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+def context_value(name: str, value: Any) -> str:
+    """A finding as the system message says it: the emotion as its label, the rest as shown."""
+    if name == "emotion" and isinstance(value, dict) and value.get("label"):
+        return str(value["label"])
+    return render_slot(name, value)
+
+
+def system_message(
+    system_prompt: str, context_template: str | None, inputs: dict[str, Any], fields: tuple[str, ...] = CONTEXT_FIELDS
+) -> str:
+    """The system prompt, then what earlier stages found (`fields` of `inputs`), as `context_template` says."""
+    found = {name: context_value(name, inputs[name]) for name in fields if inputs.get(name)}
+    if context_template is not None:
+        context = context_template.format(**{name: found.get(name, "") for name in fields})
+    else:
+        context = "\n".join(DEFAULT_CONTEXT[name].format(**found) for name in found)
+    return f"{system_prompt}\n\n{context.strip()}" if context.strip() else system_prompt
+
+
+def template_errors(
+    key: str, template: str | None, allowed: tuple[str, ...], available: set[str], elsewhere: str
+) -> list[tuple[str, str]]:
+    if not isinstance(template, str):
+        return []
+    try:
+        fields = template_fields(template)
+    except ValueError as exc:
+        return [(key, f"is not a valid template: {exc}")]
+    errors = []
+    for name in sorted(fields):
+        if name not in allowed:
+            errors.append((key, f"placeholder {{{name}}} does not belong here; use {allowed}{elsewhere}"))
+        elif name not in available:
+            errors.append((key, f"placeholder {{{name}}} has no earlier stage that fills it"))
+    return errors
 
 
 class LLMService(Component):
@@ -40,26 +88,19 @@ class LLMService(Component):
 
     @classmethod
     def check_params(cls, params: dict[str, Any], available: set[str]) -> list[tuple[str, str]]:
-        template = params.get("prompt_template")
-        if not isinstance(template, str):
-            return []
-        try:
-            fields = template_fields(template)
-        except ValueError as exc:
-            return [("prompt_template", f"is not a valid template: {exc}")]
-        errors = []
-        for name in sorted(fields):
-            if name not in TEMPLATE_FIELDS:
-                errors.append(("prompt_template", f"unknown placeholder {{{name}}}; use {TEMPLATE_FIELDS}"))
-            elif name not in available:
-                errors.append(("prompt_template", f"placeholder {{{name}}} has no earlier stage that fills it"))
-        return errors
+        return template_errors(
+            "prompt_template",
+            params.get("prompt_template"),
+            ("transcript",),
+            available,
+            " (findings such as {emotion} go in context_template, into the system message)",
+        ) + template_errors("context_template", params.get("context_template"), CONTEXT_FIELDS, available, "")
 
     def messages(self, inputs: dict[str, Any], params: LLMParams) -> list[dict[str, str]]:
-        values = {name: render_slot(name, inputs.get(name, "")) for name in TEMPLATE_FIELDS}
-        chat = [{"role": "system", "content": params.system_prompt}]
+        """System message with the turn's findings, the earlier exchanges as chat turns, then the person's words."""
+        chat = [{"role": "system", "content": system_message(params.system_prompt, params.context_template, inputs)}]
         chat.extend(inputs.get("history") or [])
-        chat.append({"role": "user", "content": params.prompt_template.format(**values)})
+        chat.append({"role": "user", "content": params.prompt_template.format(transcript=inputs.get("transcript", ""))})
         return chat
 
     def generate(self, messages: list[dict[str, str]], settings: GenerationSettings) -> tuple[str, dict[str, Any]]:
@@ -111,6 +152,7 @@ class LLMService(Component):
         text = trim_to_sentence("".join(pieces).strip())
         profile = {
             "reply_text": text,
+            "system": messages[0]["content"],
             "prompt": messages[-1]["content"],
             "history_messages": len(inputs.get("history") or []),
             "pieces": len(pieces),
@@ -143,6 +185,7 @@ class LLMService(Component):
         text = trim_to_sentence(text.strip())
         profile = {
             "reply_text": text,
+            "system": messages[0]["content"],
             "prompt": messages[-1]["content"],
             "history_messages": len(inputs.get("history") or []),
             **profile,

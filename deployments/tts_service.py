@@ -1,4 +1,4 @@
-"""Text-to-speech: the reply text in, mono float32 audio out."""
+"""Text-to-speech: the reply text in, cleaned for speech, mono float32 audio out."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from deployments.base import Component
+from deployments.speech_text import clean_for_speech
 
 
 class TextToSpeechService(Component):
@@ -21,10 +22,13 @@ class TextToSpeechService(Component):
         return audio, rate, {}
 
     def process(self, inputs: dict[str, Any], params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        audio, rate, profile = self.speak(inputs["reply_text"], params)
+        text = clean_for_speech(inputs["reply_text"])
+        if not text:
+            return {}, {"spoken": "", "characters": 0}  # nothing a voice could say
+        audio, rate, profile = self.speak(text, params)
         audio = np.asarray(audio, dtype=np.float32)
         duration = round(len(audio) / rate, 3)
         return (
             {"reply_audio": {"samples": audio, "sample_rate": rate}},
-            {"sample_rate": rate, "audio_seconds": duration, "characters": len(inputs["reply_text"]), **profile},
+            {"spoken": text, "sample_rate": rate, "audio_seconds": duration, "characters": len(text), **profile},
         )

@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from deployments.base import Component, StrictModel, register, render_slot
+from deployments.base import Component, StrictModel, register
 from deployments.bundled import PIPER_JOE, SMOLLM2, WHISPER_TINY_EN
 from deployments.hf_llm import HuggingFaceLLM
-from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, LLMParams, LLMService, template_fields
+from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, LLMParams, system_message, template_errors
 from deployments.openai_service import OpenAIService, missing_key, openai_client
 from deployments.piper_tts import PiperTextToSpeech
 from deployments.quantized_llm import Quantization, QuantizedLLM
@@ -68,24 +68,16 @@ class VoiceToVoice(Component):
 
     class Params(StrictModel):
         system_prompt: str = DEFAULT_SYSTEM_PROMPT
-        # Text that goes with the audio, e.g. "What the user shows you: {image_text}"; None: the audio alone.
-        prompt_template: str | None = None
+        # What earlier stages found, for the system message, e.g. "What the person shows you: {image_text}";
+        # None: a sentence for each finding the turn has.
+        context_template: str | None = None
         # None: the local LLM's own limit; no limit for openai, where it counts audio tokens too.
         max_new_tokens: int | None = Field(None, ge=1)
 
     @classmethod
     def check_params(cls, params: dict[str, Any], available: set[str]) -> list[tuple[str, str]]:
-        """The LLM stage's template checks, minus {transcript} and {context}: the audio is the question."""
-        template = params.get("prompt_template")
-        try:
-            fields = template_fields(template) if isinstance(template, str) else set()
-        except ValueError:
-            fields = set()  # LLMService.check_params reports the malformed template
-        errors = [
-            ("prompt_template", f"unknown placeholder {{{name}}}; use {ACCOMPANYING_FIELDS}")
-            for name in sorted(fields - set(ACCOMPANYING_FIELDS))
-        ]
-        return errors or LLMService.check_params(params, available)
+        """The audio is the question: only what accompanies it ({image_text}, {emotion}) may be named."""
+        return template_errors("context_template", params.get("context_template"), ACCOMPANYING_FIELDS, available, "")
 
     @classmethod
     def unavailable_reason(cls, options: dict[str, Any]) -> str | None:
@@ -130,9 +122,10 @@ class VoiceToVoice(Component):
         if not transcript.strip():
             return {"transcript": transcript}, profile  # no speech: the graph ends the turn here
 
-        template = "{transcript}" if params.prompt_template is None else "{transcript}\n\n" + params.prompt_template
         llm_params = LLMParams(
-            prompt_template=template, system_prompt=params.system_prompt, max_new_tokens=params.max_new_tokens
+            system_prompt=params.system_prompt,
+            context_template=params.context_template,
+            max_new_tokens=params.max_new_tokens,
         )
         context = {k: inputs[k] for k in (*ACCOMPANYING_FIELDS, "history") if k in inputs}
         answered, llm_profile = self.llm.process({**context, "transcript": transcript}, llm_params)
@@ -142,6 +135,7 @@ class VoiceToVoice(Component):
 
         profile.update(
             reply_text=answered["reply_text"],
+            system=llm_profile["system"],
             prompt=llm_profile["prompt"],
             history_messages=llm_profile["history_messages"],
             timings={**profile["timings"], "llm_s": round(t2 - t1, 4), "tts_s": round(t3 - t2, 4)},
@@ -157,16 +151,14 @@ class VoiceToVoice(Component):
         content: list[dict[str, Any]] = [
             {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav).decode("ascii"), "format": "wav"}}
         ]
-        accompanying = self._accompanying_text(inputs, params)
-        if accompanying:
-            content.append({"type": "text", "text": accompanying})
+        system = system_message(params.system_prompt, params.context_template, inputs, ACCOMPANYING_FIELDS)
         history = inputs.get("history") or []
         request: dict[str, Any] = {
             "model": self.options.model,
             "modalities": ["text", "audio"],
             "audio": {"voice": self.voice, "format": "wav"},
             "messages": [
-                {"role": "system", "content": params.system_prompt},
+                {"role": "system", "content": system},
                 *history,
                 {"role": "user", "content": content},
             ],
@@ -201,7 +193,7 @@ class VoiceToVoice(Component):
             "voice": self.voice,
             "transcript": transcript,
             "reply_text": reply_text,
-            "prompt": accompanying,
+            "system": system,
             "history_messages": len(history),
             "audio_seconds": round(len(audio) / SAMPLE_RATE, 3),
             "reply_audio_seconds": round(len(samples) / rate, 3),
@@ -233,13 +225,11 @@ class VoiceToVoice(Component):
         reported = [c["api_processing_s"] for c in calls if c.get("api_processing_s") is not None]
         return min(max(reported), elapsed) if self.options.backend == "openai" and reported else elapsed
 
-    @staticmethod
-    def _accompanying_text(inputs: dict[str, Any], params: Params) -> str | None:
-        if params.prompt_template is None:
-            return None
-        return params.prompt_template.format(**{n: render_slot(n, inputs.get(n, "")) for n in ACCOMPANYING_FIELDS})
-
 
 def _details(profile: dict[str, Any]) -> dict[str, Any]:
     """A part's own profile without what the stage's profile already says at the top."""
-    return {k: v for k, v in profile.items() if k not in ("transcript", "reply_text", "prompt", "history_messages")}
+    return {
+        k: v
+        for k, v in profile.items()
+        if k not in ("transcript", "reply_text", "system", "prompt", "history_messages")
+    }

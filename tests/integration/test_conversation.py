@@ -67,7 +67,8 @@ def test_track_records_one_completed_task_per_stage_with_consistent_latency(serv
     tasks = track["tasks"]
     assert [(t["task_name"], t["status"]) for t in tasks] == [(s, "completed") for s in STAGES]
     assert tasks[0]["result_profile"]["transcript"] == first_turn["transcript"]
-    assert tasks[2]["parameters"]["prompt_template"].startswith("{transcript}")
+    assert tasks[2]["parameters"] == {}, "the cluster's LLM stage takes the default prompt"
+    assert tasks[2]["result_profile"]["prompt"] == first_turn["transcript"], "the person's words, as heard"
 
     previous = None
     for task in tasks:

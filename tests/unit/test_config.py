@@ -81,7 +81,7 @@ def test_unknown_component_names_model_and_key(tmp_path):
     assert "models.stt.component: unknown component 'whisper_sst'" in message
 
 
-def test_missing_param_names_cluster_stage_and_key(tmp_path):
+def test_bad_param_names_cluster_stage_and_key(tmp_path):
     message = load_error(
         tmp_path,
         MODELS
@@ -90,10 +90,10 @@ def test_missing_param_names_cluster_stage_and_key(tmp_path):
           MY_CLUSTER:
             stages:
               - {name: speech_to_text, model: stt}
-              - {name: llm, model: llm}
+              - {name: llm, model: llm, params: {max_new_tokens: many}}
     """),
     )
-    assert "clusters.MY_CLUSTER.stages[1].params.prompt_template: Field required" in message
+    assert "clusters.MY_CLUSTER.stages[1].params.max_new_tokens: Input should be a valid integer" in message
 
 
 def test_duplicate_cluster_is_an_error_not_a_silent_override(tmp_path):
@@ -162,11 +162,15 @@ def test_prompt_placeholder_without_a_producing_stage(tmp_path):
           A:
             stages:
               - {name: speech_to_text, model: stt}
-              - {name: llm, model: llm, params: {prompt_template: "{context} {transcript} {mood}"}}
+              - name: llm
+                model: llm
+                params: {context_template: "{context} {mood}", prompt_template: "{transcript} ({emotion})"}
     """),
     )
-    assert "placeholder {context} has no earlier stage that fills it" in message
-    assert "unknown placeholder {mood}" in message
+    assert "params.context_template: placeholder {context} has no earlier stage that fills it" in message
+    assert "params.context_template: placeholder {mood} does not belong here" in message
+    assert "params.prompt_template: placeholder {emotion} does not belong here" in message
+    assert "findings such as {emotion} go in context_template, into the system message" in message
 
 
 def test_unknown_model_reference_and_bad_cluster_name(tmp_path):

@@ -87,7 +87,7 @@ def test_a_cluster_can_give_the_llm_what_the_images_show():
                         {
                             "name": "llm",
                             "model": "llm",
-                            "params": {"prompt_template": "{transcript}\n(Images: {image_text})\n(Mood: {emotion})"},
+                            "params": {"context_template": "Images: {image_text}\nMood: {emotion}"},
                         },
                         {"name": "text_to_speech", "model": "tts"},
                     ]

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from deployments.hf_llm import HuggingFaceLLM
+from deployments.llm_service import DEFAULT_SYSTEM_PROMPT
 from deployments.quantized_llm import QuantizedLLM
 
 QUESTION = {"transcript": "What is the capital city of France?"}
@@ -43,15 +44,18 @@ def test_int8_quantizes_the_linear_layers_but_not_the_output_head(int8):
     assert ask(int8).result_profile["quantization"] == "int8_dynamic"
 
 
-def test_history_and_emotion_reach_the_prompt(fp32):
+def test_history_is_chat_turns_and_findings_go_to_the_system_message(fp32):
     history = [
         {"role": "user", "content": "My name is Ada."},
         {"role": "assistant", "content": "Nice to meet you, Ada."},
     ]
-    inputs = {"transcript": "What is my name?", "emotion": {"summary": "The user sounds positive."}, "history": history}
-    params = {"prompt_template": "{transcript} ({emotion})", "max_new_tokens": 8}
+    emotion = {"label": "happy", "summary": "The user seems happy (words positive)."}
+    inputs = {"transcript": "What is my name?", "emotion": emotion, "history": history}
+    params = {"max_new_tokens": 8}
     out = ask(fp32, inputs, params)
-    assert out.result_profile["prompt"] == "What is my name? (The user sounds positive.)"
+    assert out.result_profile["prompt"] == "What is my name?", "the person's words alone"
+    assert out.result_profile["system"].startswith(DEFAULT_SYSTEM_PROMPT)
+    assert "seems happy" in out.result_profile["system"] and "user" not in out.result_profile["system"]
     assert out.result_profile["history_messages"] == 2
     without = ask(fp32, {**inputs, "history": []}, params)
     assert out.result_profile["prompt_tokens"] > without.result_profile["prompt_tokens"] + 10

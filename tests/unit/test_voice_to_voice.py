@@ -58,10 +58,11 @@ def test_answers_speech_with_speech(answered):
 
 def test_image_text_reaches_the_prompt(voice):
     image_text = "Image 1: the text reads 'OPEN 24 HOURS / Fresh coffee'."
-    params = {"prompt_template": "What the user shows you: {image_text}", "max_new_tokens": 8}
+    params = {"context_template": "What the person shows you: {image_text}", "max_new_tokens": 8}
     out = asyncio.run(voice.run({"audio": QUESTION, "image_text": image_text}, params))
     transcript = out.outputs["transcript"]
-    assert out.result_profile["prompt"] == f"{transcript}\n\nWhat the user shows you: {image_text}"
+    assert out.result_profile["prompt"] == transcript, "the question is the person's words alone"
+    assert out.result_profile["system"].endswith(f"\n\nWhat the person shows you: {image_text}")
 
 
 def test_silence_is_no_speech(voice):
@@ -101,11 +102,11 @@ def test_prompt_placeholders_must_be_filled_by_earlier_stages():
         }
 
     def template(text):
-        return {"name": "voice2voice", "model": "v2v", "params": {"prompt_template": text}}
+        return {"name": "voice2voice", "model": "v2v", "params": {"context_template": text}}
 
     with pytest.raises(ConfigError, match=r"placeholder \{image_text\} has no earlier stage that fills it"):
         parse_clusters(config([template("{image_text}")]))
-    with pytest.raises(ConfigError, match=r"unknown placeholder \{transcript\}"):
+    with pytest.raises(ConfigError, match=r"placeholder \{transcript\} does not belong here"):
         parse_clusters(config([template("{transcript}")]))
     parse_clusters(config([{"name": "image2text", "model": "ocr"}, template("{image_text}")]))
 
@@ -175,5 +176,5 @@ def test_the_tutorial_cluster_answers_a_turn_with_a_picture(tutorial_turn):
     ]
     image_text = image2text["result_profile"]["image_text"]
     assert {"open", "24", "hours", "fresh", "coffee"} <= words(image_text)
-    assert image_text in voice2voice["result_profile"]["prompt"]
+    assert image_text in voice2voice["result_profile"]["system"]
     assert {"capital", "france"} <= words(voice2voice["result_profile"]["transcript"])
