@@ -14,11 +14,12 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
+from graphs.api.end_of_turn import EndOfTurnModel
 from graphs.api.http_app import api
 from graphs.api.live import LiveConversation
 from graphs.api.openai_routes import OpenAIAPIArgs, OpenAIEndpoints
 from graphs.api.pages import TracePages
-from graphs.api.vad import VADSettings
+from graphs.api.vad import SileroStream, VADSettings
 from graphs.observability.latency import overhead_s
 from graphs.pipeline.turn import TurnOutcome, TurnRequest
 from graphs.store.trace_store import AnnotationError, TraceStore, summarise_turns
@@ -68,6 +69,9 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         self.max_audio_seconds = max_audio_seconds
         self.openai_models = openai_models
         self.openai_args = OpenAIAPIArgs.model_validate(openai_args)
+        # Loaded once per replica and shared by every live session, before the first one comes.
+        self.end_of_turn = EndOfTurnModel()
+        SileroStream()
 
     @api.get("/healthz")
     def healthz(self) -> dict[str, Any]:
@@ -195,6 +199,8 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             settings.vad,
             settings.sample_rate,
             self.catalog[cluster]["allow_interruptions"],
+            end_of_turn=self.end_of_turn,
+            discard=self.store.discard_turn,
         )
         await live.run()
 

@@ -1,7 +1,10 @@
 """A live conversation over a WebSocket: microphone audio in, frames out, barge-in.
 
-The client streams raw audio; Silero VAD finds where each utterance ends and the turn starts
-right then, streaming its frames back as they come. When the user starts speaking during a
+The client streams raw audio; Silero VAD finds where the user pauses (graphs.api.vad). At a pause
+the turn starts at once, speculatively: its frames are held back while the end-of-turn model
+judges whether the user has finished. If it says so, or the stop time passes in silence, the turn
+is committed and its frames go out; if the user goes on speaking, the turn is cancelled and its
+records say why. So the reply's work overlaps the wait for the end of the turn. When the user starts speaking during a
 reply (or sends a StartInterruptionFrame), the reply's turn is cancelled in every deployment,
 its queued audio is dropped, and a StartInterruptionFrame overtakes everything still queued.
 
@@ -17,13 +20,14 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import soxr
 from fastapi import WebSocket, WebSocketDisconnect
 from ray.serve.exceptions import RequestCancelledError
 
-from graphs.api.vad import RATE, SpeechSegmenter, SpeechStarted, Utterance, VADSettings
+from graphs.api.vad import RATE, Pause, SpeechSegmenter, SpeechStarted, Utterance, VADSettings
 from graphs.observability.latency import FirstAudio
 from omniwire.audio import from_pcm16
 from omniwire.frames import (
@@ -44,6 +48,23 @@ from omniwire.frames import (
 MIN_UTTERANCE_S = 0.3
 
 
+@dataclass
+class _LiveTurn:
+    request: Any
+    previous: _LiveTurn | None = None  # the turn before, which this one waits for
+    task: asyncio.Task | None = None
+    stream: Any = None
+    committed: bool = False
+    held: list = field(default_factory=list)  # frames made before the commit
+    started: float = field(default_factory=time.time)
+    committed_at: float | None = None
+    end_of_turn_probability: float | None = None
+    first_audio: FirstAudio = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.first_audio = FirstAudio(self.request.speech_ended_at)
+
+
 class LiveConversation:
     def __init__(
         self,
@@ -54,20 +75,24 @@ class LiveConversation:
         vad: VADSettings,
         sample_rate: int,
         cluster_allows_interruptions: bool,
+        end_of_turn: Any = None,
+        discard: Callable[[list[str], str], Any] | None = None,
     ):
         self.ws = ws
         self.start = start
         self.graph = graph
         self.new_request = new_request
+        self.vad = vad
         self.sample_rate = sample_rate
         self.cluster_allows_interruptions = cluster_allows_interruptions
+        self.end_of_turn = end_of_turn if vad.end_of_turn else None
+        self.discard = discard
         self.segmenter = SpeechSegmenter(vad)
+        self._segmenting = asyncio.Lock()  # the segmenter runs in a thread, one call at a time
         self.queue = FrameQueue()
         self.images: list[bytes] = []
-        self.turn: asyncio.Task | None = None
-        self.stream = None
+        self.turn: _LiveTurn | None = None  # the turn replying, or about to
         self.interrupted = False
-        self.first_audio: FirstAudio | None = None
 
     @property
     def allow_interruptions(self) -> bool:
@@ -90,7 +115,7 @@ class LiveConversation:
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("bytes") is not None:
-                await self._audio(message["bytes"])
+                await self._audio(message["bytes"], time.time())
                 continue
             try:
                 frame = from_wire(json.loads(message["text"]))
@@ -98,7 +123,7 @@ class LiveConversation:
                 self.queue.put(ErrorFrame(error=f"bad message: {exc}", status=400))
                 continue
             if isinstance(frame, AudioRawFrame):
-                await self._audio(frame.audio)
+                await self._audio(frame.audio, time.time())
             elif isinstance(frame, ImageFrame):
                 self.images.append(frame.image)
             elif isinstance(frame, StartInterruptionFrame):
@@ -111,45 +136,104 @@ class LiveConversation:
             else:
                 self.queue.put(ErrorFrame(error=f"{type(frame).__name__} is not something a client sends", status=400))
 
-    async def _audio(self, pcm: bytes) -> None:
-        samples = from_pcm16(pcm)
-        if self.sample_rate != RATE:
-            samples = soxr.resample(samples, self.sample_rate, RATE)
-        for event in self.segmenter.feed(samples, time.time()):
+    async def _audio(self, pcm: bytes, arrived: float) -> None:
+        async with self._segmenting:
+            events = await asyncio.to_thread(self._segment, pcm, arrived)
+        for event in events:
             if isinstance(event, SpeechStarted):
-                if self.replying and self.allow_interruptions:
+                if event.resumed and self.turn is not None and not self.turn.committed:
+                    await self._drop(self.turn, "cancelled: the user went on speaking after a pause")
+                elif self.replying and self.allow_interruptions:
                     await self._interrupt()
+            elif isinstance(event, Pause):
+                if len(event.audio) >= MIN_UTTERANCE_S * RATE:
+                    await self._speculate(event)
             elif isinstance(event, Utterance):
                 if self.interrupted:
                     self.queue.put(StopInterruptionFrame())
                     self.interrupted = False
-                if len(event.audio) >= MIN_UTTERANCE_S * RATE:
-                    await self._start_turn(event)
+                pending = self.turn if self.turn is not None and not self.turn.committed else None
+                if pending is not None and event.same_as_pause:
+                    self._commit(pending)
+                elif len(event.audio) >= MIN_UTTERANCE_S * RATE:
+                    if pending is not None:
+                        await self._drop(pending, "cancelled: the utterance went on")
+                    self._commit(await self._start_turn(event.audio, event.ended_at))
+
+    def _segment(self, pcm: bytes, arrived: float) -> list:
+        """Decoding, resampling and the VAD, in a worker thread: they would hold up every other session."""
+        samples = from_pcm16(pcm)
+        if self.sample_rate != RATE:
+            samples = soxr.resample(samples, self.sample_rate, RATE)
+        return self.segmenter.feed(samples, arrived)
 
     @property
     def replying(self) -> bool:
-        return self.turn is not None and not self.turn.done()
+        return (
+            self.turn is not None and self.turn.committed and self.turn.task is not None and not self.turn.task.done()
+        )
 
-    async def _start_turn(self, utterance: Utterance) -> None:
-        previous = self.turn
-        request = self.new_request(utterance.audio, self.images, utterance.ended_at)
-        self.images = []
-        self.turn = asyncio.create_task(self._run_turn(request, previous))
+    async def _speculate(self, pause: Pause) -> None:
+        if self.turn is not None and not self.turn.committed:
+            await self._drop(self.turn, "cancelled: the utterance went on")
+        turn = await self._start_turn(pause.audio, pause.ended_at)
+        if self.end_of_turn is not None:
+            asyncio.create_task(self._judge(turn, pause.audio))
 
-    async def _run_turn(self, request: Any, previous: asyncio.Task | None) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)  # turns of one track take their turn
-        self.first_audio = FirstAudio(request.speech_ended_at)
-        self.stream = self.graph.options(stream=True).run_turn_stream.remote(request)
+    async def _judge(self, turn: _LiveTurn, audio) -> None:
+        """The end-of-turn model's word on a pause: a finished turn is committed without waiting out the stop time."""
+        turn.end_of_turn_probability = await asyncio.to_thread(self.end_of_turn.probability, audio)
+        if turn is self.turn and not turn.committed and turn.end_of_turn_probability >= self.vad.end_of_turn_threshold:
+            async with self._segmenting:
+                self.segmenter.end_turn()
+            self._commit(turn)
+
+    async def _start_turn(self, audio, ended_at: float) -> _LiveTurn:
+        turn = _LiveTurn(self.new_request(audio, list(self.images), ended_at), previous=self.turn)
+        self.turn = turn
+        turn.task = asyncio.create_task(self._run_turn(turn))
+        return turn
+
+    def _commit(self, turn: _LiveTurn) -> None:
+        """The user has finished: the turn's frames go out, those held back first."""
+        turn.committed, turn.committed_at = True, time.time()
+        self.images = [image for image in self.images if image not in turn.request.images]
+        for frame in turn.held:
+            self._put(turn, frame)
+        turn.held.clear()
+
+    def _put(self, turn: _LiveTurn, frame) -> None:
+        """A frame of a committed turn, handed to the connection (which sends at once)."""
+        turn.first_audio.stamp(frame)
+        if isinstance(frame, MetricsFrame) and frame.stage is None:
+            frame.metrics.update(self._turn_taking(turn))
+        if isinstance(frame, MetricsFrame) and not self.start.enable_metrics:
+            return
+        self.queue.put(frame)
+
+    async def _run_turn(self, turn: _LiveTurn) -> None:
+        if turn.previous is not None and turn.previous.task is not None:
+            await asyncio.gather(turn.previous.task, return_exceptions=True)  # turns of one track take their turn
+        turn.previous = None  # done: nothing to wait for or go back to
+        turn.stream = self.graph.options(stream=True).run_turn_stream.remote(turn.request)
         try:
-            async for frame in self.stream:
-                if isinstance(frame, MetricsFrame) and not self.start.enable_metrics:
-                    continue
-                self.queue.put(frame)
+            async for frame in turn.stream:
+                if turn.committed:
+                    self._put(turn, frame)
+                else:
+                    turn.held.append(frame)
         except RequestCancelledError:
-            return  # interrupted: the StartInterruptionFrame says so
+            return  # interrupted or dropped: the StartInterruptionFrame or the records say so
         except Exception as exc:
             self.queue.put(ErrorFrame(error=f"the turn failed: {type(exc).__name__}: {exc}", status=500))
+
+    async def _drop(self, turn: _LiveTurn, reason: str) -> None:
+        """A turn started on a pause that was not the end: cancelled, and its records say why."""
+        await self._cancel(turn)
+        if self.turn is turn:
+            self.turn = turn.previous
+        if self.discard is not None:
+            await asyncio.to_thread(self.discard, turn.request.task_ids, reason)
 
     async def _interrupt(self) -> None:
         if not self.replying:
@@ -160,15 +244,29 @@ class LiveConversation:
         self.queue.put(StartInterruptionFrame())
 
     async def _cancel_turn(self) -> None:
-        if self.stream is not None:
-            self.stream.cancel()
-        if self.turn is not None and not self.turn.done():
-            self.turn.cancel()
-            await asyncio.gather(self.turn, return_exceptions=True)
+        if self.turn is not None:
+            await self._cancel(self.turn)
+
+    @staticmethod
+    async def _cancel(turn: _LiveTurn) -> None:
+        if turn.stream is not None:
+            turn.stream.cancel()
+        if turn.task is not None and not turn.task.done():
+            turn.task.cancel()
+            await asyncio.gather(turn.task, return_exceptions=True)
 
     async def _send(self) -> None:
         while True:
             frame = await self.queue.get()
-            if self.first_audio is not None:
-                self.first_audio.stamp(frame)  # as the audio leaves the server
             await self.ws.send_json(frame.to_wire())
+
+    @staticmethod
+    def _turn_taking(turn: _LiveTurn) -> dict[str, float]:
+        """How the end of the turn was found: when it was committed, and the end-of-turn model's word."""
+        ended = turn.request.speech_ended_at
+        figures = {"turn_started_after_s": turn.started - ended}
+        if turn.committed_at is not None:
+            figures["turn_committed_after_s"] = turn.committed_at - ended
+        if turn.end_of_turn_probability is not None:
+            figures["end_of_turn_probability"] = turn.end_of_turn_probability
+        return figures

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -250,6 +251,34 @@ class TraceStore:
                 ).rowcount
         return changed
 
+    def discard_turn(self, task_ids: list[str], reason: str, wait_s: float = 5.0) -> int:
+        """A turn started on a pause that was not the end of the user's turn: every task of it is
+        cancelled with `reason` and marked discarded, so nothing of it counts as said or answered.
+
+        Waits (up to `wait_s`) for its graph to close the tasks first, so no later write undoes this.
+        """
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            with self._session() as s:
+                open_tasks = s.scalar(
+                    select(func.count())
+                    .select_from(TaskRecord)
+                    .where(TaskRecord.id.in_(task_ids), TaskRecord.status.in_(OPEN))
+                )
+            if not open_tasks:
+                break
+            time.sleep(0.05)
+        with self._session.begin() as s:
+            records = s.scalars(select(TaskRecord).where(TaskRecord.id.in_(task_ids))).all()
+            for record in records:
+                done = {
+                    k: v for k, v in (record.result_profile or {}).items() if k not in ("spoken_text", "reply_text")
+                }
+                record.status, record.error = TaskStatus.cancelled, reason
+                record.result_profile = {**done, "discarded": True}
+                record.updated_at = _now()
+            return len(records)
+
     def add_audio(
         self,
         track_id: str,
@@ -303,6 +332,8 @@ class TraceStore:
         exchanges: dict[int, dict[str, str]] = {}
         for turn, status, profile in rows:
             exchange = exchanges.setdefault(turn, {})
+            if profile.get("discarded"):
+                exchange["discarded"] = "yes"
             if status == TaskStatus.completed and profile.get("transcript"):
                 exchange["user"] = profile["transcript"]
             if status == TaskStatus.completed and profile.get("reply_text"):
@@ -312,7 +343,7 @@ class TraceStore:
         messages = []
         for e in exchanges.values():
             reply = e.get("spoken", e.get("reply"))
-            if e.get("user") and reply:
+            if e.get("user") and reply and not e.get("discarded"):
                 messages.append([{"role": "user", "content": e["user"]}, {"role": "assistant", "content": reply}])
         return [m for pair in messages[-turns:] for m in pair]
 

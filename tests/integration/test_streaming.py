@@ -177,3 +177,37 @@ def test_streaming_refuses_bad_input_before_it_starts(server):
         "/v1/conversations/stream", data={"cluster": CLUSTER}, files=[("audio", ("q.wav", b"", "audio/wav"))]
     )
     assert streamed.status_code == 400 and "empty" in streamed.json()["detail"]
+
+
+def test_a_reply_started_on_a_pause_is_dropped_when_the_user_goes_on(server):
+    """The pause after "What is the capital" starts the turn speculatively; the rest of the question
+    cancels it (its records say so, and it is not in the history) and the whole question is answered."""
+    first = decode(speak("What is the capital city")).samples
+    rest = decode(speak("of France?")).samples
+    gap = np.zeros(int(16_000 * 0.6), np.float32)
+    vad = {"end_of_turn": False, "min_silence_ms": 1500}  # only the stop time ends this turn
+    with LiveClient(server, cluster=CLUSTER, vad=vad) as client:
+        start = client.wait_for(is_type("StartFrame"))
+        client.stream(np.concatenate([first, gap, rest, np.zeros(int(16_000 * 1.8), np.float32)]))
+        end = client.wait_for(is_type("EndFrame"))
+        assert end["status"] == "completed"
+    starts = [f for _, f in client.frames if f["type"] == "StartFrame"]
+    assert len(starts) == 2, "the dropped turn sent nothing: only the session's and the answered turn's StartFrame"
+    track = server.http.get(f"/v1/tracks/{start['track_id']}").json()
+    dropped = [t for t in track["tasks"] if t["turn"] == 1]
+    assert dropped and all(t["status"] == "cancelled" for t in dropped)
+    assert all(t["error"] == "cancelled: the user went on speaking after a pause" for t in dropped)
+    assert all(t["result_profile"].get("discarded") for t in dropped)
+    answered = stages_of(server, start["track_id"], end["turn"])
+    assert {"capital", "france"} <= words(answered["speech_to_text"]["result_profile"]["transcript"])
+    assert answered["hf_llm"]["result_profile"]["history_messages"] == 0, "the dropped turn is not history"
+
+
+def test_the_end_of_turn_model_ends_a_finished_question_before_the_stop_time(server):
+    with LiveClient(server, cluster=CLUSTER, vad={"min_silence_ms": 3000}) as client:
+        client.speak("What is the capital city of France?", silence_after=0.2)
+        client.wait_for(is_type("TTSAudioFrame"), timeout=20)
+        turn = client.wait_for(lambda f: f["type"] == "MetricsFrame" and f["stage"] is None)["metrics"]
+    assert turn["end_of_turn_probability"] >= 0.5
+    assert turn["turn_committed_after_s"] < 1.0, "well before the 3 s stop time"
+    assert turn["time_to_first_audio_s"] < 3.0

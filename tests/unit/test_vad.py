@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.speech import speak
-from graphs.api.vad import SpeechSegmenter, SpeechStarted, Utterance, VADSettings
+from graphs.api.vad import Pause, SpeechSegmenter, SpeechStarted, Utterance, VADSettings
 from omniwire.audio import decode
 
 RATE = 16_000
@@ -25,19 +25,35 @@ def feed(segmenter, audio, piece=320, start=1000.0):
 def test_one_utterance_between_silences(sentence):
     audio = np.concatenate([np.zeros(RATE), sentence, np.zeros(RATE)])
     events = feed(SpeechSegmenter(VADSettings(min_silence_ms=500)), audio)
-    assert [type(e) for e in events] == [SpeechStarted, Utterance]
-    started, utterance = events
+    assert [type(e) for e in events] == [SpeechStarted, Pause, Utterance]
+    started, pause, utterance = events
     assert started.at == pytest.approx(1000.0 + 1.0, abs=0.2), "speech starts after one second of silence"
     assert abs(len(utterance.audio) - len(sentence)) < 0.4 * RATE
     assert utterance.ended_at == pytest.approx(1000.0 + 1.0 + len(sentence) / RATE, abs=0.3)
+    assert utterance.same_as_pause and np.array_equal(pause.audio, utterance.audio), "the pause had it all"
+    assert pause.ended_at == utterance.ended_at
 
 
 def test_two_utterances_and_the_stop_time(sentence):
     gap = np.zeros(int(0.8 * RATE))
     audio = np.concatenate([gap, sentence, gap, sentence, gap])
     assert sum(isinstance(e, Utterance) for e in feed(SpeechSegmenter(VADSettings(min_silence_ms=500)), audio)) == 2
-    patient = SpeechSegmenter(VADSettings(min_silence_ms=1500))
-    assert sum(isinstance(e, Utterance) for e in feed(patient, audio)) == 0, "0.8 s pauses are not the end"
+    patient = feed(SpeechSegmenter(VADSettings(min_silence_ms=1500)), audio)
+    assert sum(isinstance(e, Utterance) for e in patient) == 0, "0.8 s pauses are not the end"
+    resumed = [e for e in patient if isinstance(e, SpeechStarted) and e.resumed]
+    assert len(resumed) == 1, "the second sentence goes on with the first, after its pause"
+    pauses = [e for e in patient if isinstance(e, Pause)]
+    assert len(pauses) == 2 and len(pauses[1].audio) > len(sentence) * 2, "a pause hands out all said so far"
+
+
+def test_a_turn_judged_over_at_its_pause_ends_there(sentence):
+    segmenter = SpeechSegmenter(VADSettings(min_silence_ms=1500))
+    gap = np.zeros(int(0.8 * RATE))
+    events = feed(segmenter, np.concatenate([gap, sentence, gap[:4000]]))
+    assert isinstance(events[-1], Pause)
+    segmenter.end_turn()
+    later = feed(segmenter, np.concatenate([gap, sentence, gap]), start=1010.0)
+    assert isinstance(later[0], SpeechStarted) and not later[0].resumed, "the next speech is a new utterance"
 
 
 def test_silence_and_noise_are_not_speech():
