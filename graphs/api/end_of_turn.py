@@ -33,7 +33,7 @@ def smart_turn_dir() -> Path:
     return Path(spec.submodule_search_locations[0], "audio", "turn", "smart_turn")
 
 
-def _checked_model(folder: Path) -> Path:
+def checked_model(folder: Path) -> Path:
     path = folder / "data" / MODEL_FILE
     if not path.is_file():
         raise RuntimeError(f"{path} is missing: this pipecat-ai does not bundle {MODEL_FILE}; {INSTALL}")
@@ -63,12 +63,12 @@ def last_window(audio: np.ndarray) -> np.ndarray:
 
 
 class EndOfTurnModel:
-    """Loaded once per process (~0.1 s); one call takes tens of milliseconds on one core."""
+    """Load once per process (0.2 s, with the sha256 check); a call costs tens of milliseconds of one core."""
 
     def __init__(self) -> None:
         folder = smart_turn_dir()
-        model = _checked_model(folder)
-        self._features = _log_mel(folder)
+        model = checked_model(folder)
+        self._log_mel = _log_mel(folder)
         options = ort.SessionOptions()
         # One thread: the segmenter runs beside Silero VAD and the other replicas on a few cores.
         options.intra_op_num_threads = 1
@@ -76,11 +76,19 @@ class EndOfTurnModel:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self._session = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
 
-    def probability(self, audio: np.ndarray) -> float:
-        """Probability that the user has finished their turn, from the utterance so far (float32, 16 kHz mono)."""
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """The model's input: Whisper log-mel features (80 x 800) of the last 8 s, waveform normalized."""
         if np.ndim(audio) != 1:
             raise ValueError(f"expected mono audio (one dimension), got shape {np.shape(audio)}")
-        features = self._features(last_window(audio), do_normalize=True)[np.newaxis]
+        return self._log_mel(last_window(audio), do_normalize=True)
+
+    def probability(self, audio: np.ndarray) -> float:
+        """Probability that the user has finished their turn (float32, 16 kHz mono).
+
+        Pass the utterance with the silence since it stopped, as pipecat does: the model counts that silence,
+        and more of it raises the probability of finished and unfinished sentences alike.
+        """
+        features = self.features(audio)[np.newaxis]
         return float(self._session.run(None, {"input_features": features})[0].reshape(-1)[0])
 
     def complete(self, audio: np.ndarray, threshold: float = 0.5) -> bool:

@@ -103,7 +103,7 @@ def test_speaking_over_a_reply_stops_it(server):
         client.wait_for(is_type("TTSAudioFrame"))
         client.speak("Stop, tell me about the weather instead.")
         client.wait_for(is_type("StartInterruptionFrame"))
-        client.wait_for(is_type("EndFrame", turn=2), timeout=90)
+        answered = client.wait_for(is_type("EndFrame"), timeout=90)
     types = client.types()
     interruption = types.index("StartInterruptionFrame")
     second_turn = types.index("StartFrame", interruption)
@@ -115,7 +115,7 @@ def test_speaking_over_a_reply_stops_it(server):
     assert first["text_to_speech"]["status"] == "cancelled"
     assert first["text_to_speech"]["result_profile"]["interrupted"]
     spoken = first["text_to_speech"]["result_profile"]["spoken_text"]
-    second = stages_of(server, start["track_id"], 2)
+    second = stages_of(server, start["track_id"], answered["turn"])
     assert all(t["status"] == "completed" for t in second.values())
     assert {"weather"} <= words(second["speech_to_text"]["result_profile"]["transcript"])
     assert second["hf_llm"]["result_profile"]["history_messages"] == (2 if spoken else 0)
@@ -126,10 +126,11 @@ def test_a_session_can_turn_interruptions_off(server):
         client.speak("Tell me a long story about a brave dragon who lived in the mountains.")
         client.wait_for(is_type("TTSAudioFrame"))
         client.speak("Stop, tell me about the weather instead.")
-        client.wait_for(is_type("EndFrame", turn=2), timeout=90)
+        client.wait_for(lambda f: f["type"] == "EndFrame" and f["turn"] > 1, timeout=90)
     assert "StartInterruptionFrame" not in client.types()
     ends = [f for _, f in client.frames if f["type"] == "EndFrame"]
-    assert [(e["turn"], e["status"]) for e in ends] == [(1, "completed"), (2, "completed")], "the reply was heard out"
+    assert [e["status"] for e in ends] == ["completed", "completed"], "the reply was heard out"
+    assert ends[0]["turn"] == 1
 
 
 def test_an_interrupt_frame_stops_the_reply_at_once(server):
