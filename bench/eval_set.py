@@ -179,7 +179,7 @@ def spoken_questions(path: Path = QUESTIONS, cache: Path = CACHE) -> list[tuple[
 
 
 def write_folder(out: Path, path: Path = QUESTIONS, cache: Path = CACHE) -> int:
-    """ID.wav and its reference transcript ID.txt per question: the folder layout graphs/bench.py --audio reads."""
+    """ID.wav and its reference transcript ID.txt per question: the folder layout bench.evaluate --audio reads."""
     out.mkdir(parents=True, exist_ok=True)
     spoken = spoken_questions(path, cache)
     for question, audio in spoken:
