@@ -1,0 +1,103 @@
+"""The int4 onnxruntime-genai LLM answers for real, streams token by token, stops when told; its bundled
+model is only built from parts that are all there and add up to the pinned checksum."""
+
+import asyncio
+import hashlib
+import threading
+
+import pytest
+
+from deployments.bundled import SplitGGUF, assemble_parts, onnx_llm_model_dir, split_gguf_parts
+from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings
+from deployments.onnx_llm import OnnxGenAILLM
+
+PROFILE_FIELDS = {"model", "provider", "prompt_tokens", "completion_tokens", "tokens_per_s", "ttft_s"}
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return OnnxGenAILLM()
+
+
+def chat(question: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": question}]
+
+
+def test_streams_a_sensible_reply_piece_by_piece(llm):
+    *pieces, profile = llm.stream(chat("What is the capital city of France?"), GenerationSettings(), threading.Event())
+    assert len(pieces) > 3 and all(isinstance(piece, str) and piece for piece in pieces)
+    assert "paris" in "".join(pieces).lower()
+    assert profile.keys() >= PROFILE_FIELDS
+    assert profile["model"] == "qwen2.5-0.5b-instruct" and profile["provider"] == "cpu"
+    assert 0 < profile["completion_tokens"] <= 64 and profile["prompt_tokens"] > 20
+    assert profile["ttft_s"] > 0 and profile["tokens_per_s"] > 0
+
+
+def test_setting_stop_ends_the_reply_within_a_token(llm):
+    stop = threading.Event()
+    pieces = []
+    for piece in llm.stream(chat("Tell me a long story about a dragon."), GenerationSettings(max_new_tokens=300), stop):
+        if isinstance(piece, dict):
+            profile = piece
+        else:
+            pieces.append(piece)
+            stop.set()
+    assert len(pieces) == 1
+    assert profile["completion_tokens"] <= 2
+
+
+def test_the_stage_answers_and_a_closed_stream_frees_the_model(llm):
+    async def first_piece_then_close():
+        stream = llm.chat_stream([{"role": "user", "content": "Tell me a long story."}], max_new_tokens=300)
+        piece = await anext(stream)
+        await stream.aclose()
+        return piece
+
+    assert asyncio.run(first_piece_then_close())
+    # The abandoned generation released its lock: the next request runs.
+    question = {"transcript": "What is the capital city of France?"}
+    out = asyncio.run(llm.run(question, {"prompt_template": "{transcript}"}))
+    assert "paris" in out.outputs["reply_text"].lower()
+    assert out.result_profile.keys() >= PROFILE_FIELDS
+
+
+def test_sampling_with_a_temperature_still_answers(llm):
+    text, profile = llm.generate(chat("Name a colour."), GenerationSettings(max_new_tokens=16, temperature=0.7))
+    assert text.strip() and profile["completion_tokens"] <= 16
+
+
+def test_a_corrupt_part_fails_the_checksum_and_leaves_no_file(tmp_path):
+    parts = [tmp_path / "part01.bin", tmp_path / "part02.bin"]
+    parts[0].write_bytes(b"GGUF first half,")
+    parts[1].write_bytes(b" second half")
+    expected = hashlib.sha256(b"GGUF first half, second half").hexdigest()
+    target = tmp_path / "model.gguf"
+    assemble_parts(parts, expected, target)
+    assert target.read_bytes() == b"GGUF first half, second half"
+
+    target.unlink()
+    parts[1].write_bytes(b" second hal!")
+    with pytest.raises(RuntimeError, match=rf"wrong sha256 \(expected {expected}, got [0-9a-f]{{64}}\)"):
+        assemble_parts(parts, expected, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part01.bin", "part02.bin"]
+
+
+def test_parts_come_in_package_order_and_a_missing_package_is_named(tmp_path, monkeypatch):
+    for i in (1, 2):
+        data = tmp_path / f"fake_llm_part{i}" / "data"
+        data.mkdir(parents=True)
+        (data.parent / "__init__.py").touch()
+        (data / f"part{i:02d}.bin").write_bytes(b"x")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    two = split_gguf_parts(SplitGGUF("fake-llm-part", 2, "0" * 64))
+    assert [p.name for p in two] == ["part01.bin", "part02.bin"]
+    missing = "'fake_llm_part3' is not installed: pip install fake-llm-part1 fake-llm-part2 fake-llm-part3"
+    with pytest.raises(RuntimeError, match=missing):
+        split_gguf_parts(SplitGGUF("fake-llm-part", 3, "0" * 64))
+
+
+def test_a_local_onnxruntime_genai_directory_is_taken_as_the_model(tmp_path):
+    with pytest.raises(ValueError, match="nor a local onnxruntime-genai model directory"):
+        onnx_llm_model_dir(str(tmp_path))
+    (tmp_path / "genai_config.json").write_text("{}")
+    assert onnx_llm_model_dir(str(tmp_path)) == tmp_path
