@@ -16,7 +16,7 @@ from ray.serve import Application
 from deployments.base import components
 from graphs.api.ingress import OmniServeIngress
 from graphs.api.openai_routes import OpenAIAPIArgs
-from graphs.config import DEFAULT_CLUSTERS_FILE, ClustersConfig, ConfigError, load_clusters
+from graphs.config import DEFAULT_CLUSTERS_FILE, ClustersConfig, ConfigError, load_clusters, with_model_options
 from graphs.pipeline.cluster_graph import ClusterGraph
 
 logger = logging.getLogger("ray.serve")
@@ -36,6 +36,8 @@ class AppArgs(BaseModel):
     openai_api: OpenAIAPIArgs = OpenAIAPIArgs()
     # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); each track becomes a trace.
     otlp_endpoint: str | None = None
+    # Options merged over those the clusters file gives a model, e.g. a bigger LLM on a GPU.
+    model_options: dict[str, dict[str, Any]] = {}
 
 
 # Model kinds the OpenAI-compatible API serves.
@@ -163,7 +165,7 @@ def build_graphs(
 
 def build_app(args: dict[str, Any]) -> Application:
     parsed = parse_args(args)
-    config = load_clusters(parsed.clusters_file)
+    config = with_model_options(load_clusters(parsed.clusters_file), parsed.model_options)
     check_enabled(config, parsed.enabled_clusters, parsed.openai_api)
     reasons = {c: r for c in parsed.enabled_clusters if (r := environment_reason(config, c))}
     for cluster, reason in reasons.items():

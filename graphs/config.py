@@ -229,6 +229,21 @@ def _check_stage(
     return errors
 
 
+def with_model_options(config: ClustersConfig, overrides: dict[str, dict[str, Any]]) -> ClustersConfig:
+    """The config with `overrides` merged over its models' options (a serve config's choice, such as
+    a bigger LLM on a GPU), checked like the file itself; errors name `args.model_options`."""
+    unknown = sorted(set(overrides) - set(config.models))
+    if unknown:
+        raise ConfigError(f"args.model_options: unknown models {unknown}; defined: {sorted(config.models)}")
+    data = config.model_dump()
+    for name, options in overrides.items():
+        data["models"][name]["options"] = {**data["models"][name]["options"], **options}
+    try:
+        return parse_clusters(data)
+    except ConfigError as exc:
+        raise ConfigError(_prefix_lines("args.model_options", str(exc))) from None
+
+
 def load_clusters(path: str | Path = DEFAULT_CLUSTERS_FILE) -> ClustersConfig:
     path = resolve_path(path)
     try:

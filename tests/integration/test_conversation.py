@@ -224,7 +224,7 @@ def test_only_the_deployments_enabled_clusters_need_are_started(server):
         "whisper-tiny-en",
         "multimodal-emotion",
         "smollm2-135m",
-        "smollm2-135m-quantized",
+        "qwen2.5-coder-0.5b-int4",
         "piper-joe",
         "minilm-retrieval",
         "ocr-image-to-text",

@@ -59,13 +59,13 @@ def test_default_config_declares_all_original_clusters():
         "piper_tts",
     ]
     no_emotion = config.clusters["CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"]
-    assert [config.stage_component(s) for s in no_emotion.flat()] == ["whisper_stt", "quantized_llm", "piper_tts"]
+    assert [config.stage_component(s) for s in no_emotion.flat()] == ["whisper_stt", "onnx_llm", "piper_tts"]
 
 
 def test_models_shared_between_clusters_are_listed_once():
     config = load_clusters()
     names = config.models_for(["CLUSTER_Q_ETE_CONVERSATION", "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"])
-    assert names == ["whisper-tiny-en", "multimodal-emotion", "smollm2-135m-quantized", "piper-joe"]
+    assert names == ["whisper-tiny-en", "multimodal-emotion", "qwen2.5-coder-0.5b-int4", "piper-joe"]
 
 
 def test_unknown_component_names_model_and_key(tmp_path):

@@ -31,14 +31,20 @@ def write(tmp_path, body):
 GOOD = "  - id: capital\n    text: What is the capital of France?\n    expect_any: [paris]\n    voice: piper:joe\n"
 
 
-@pytest.mark.parametrize("entry, named", [
-    (GOOD + "    expect_anyy: [paris]\n", "questions.0.expect_anyy (id capital)"),
-    (GOOD.replace("    voice: piper:joe\n", ""), "questions.0.voice (id capital)"),
-    (GOOD.replace("[paris]", "[Paris]"), "questions.0.expect_any (id capital): Value error, phrases must be lowercase"),
-    (GOOD.replace("piper:joe", "piper:amy"), "unknown Piper voice 'amy'"),
-    (GOOD + "    speed: 150\n", "speed and pitch apply to espeak voices only"),
-    (GOOD + GOOD, "repeated ids: capital"),
-])
+@pytest.mark.parametrize(
+    "entry, named",
+    [
+        (GOOD + "    expect_anyy: [paris]\n", "questions.0.expect_anyy (id capital)"),
+        (GOOD.replace("    voice: piper:joe\n", ""), "questions.0.voice (id capital)"),
+        (
+            GOOD.replace("[paris]", "[Paris]"),
+            "questions.0.expect_any (id capital): Value error, phrases must be lowercase",
+        ),
+        (GOOD.replace("piper:joe", "piper:amy"), "unknown Piper voice 'amy'"),
+        (GOOD + "    speed: 150\n", "speed and pitch apply to espeak voices only"),
+        (GOOD + GOOD, "repeated ids: capital"),
+    ],
+)
 def test_a_bad_key_or_value_is_named_in_the_error(tmp_path, entry, named):
     with pytest.raises(EvalSetError, match="questions") as error:
         load_questions(write(tmp_path, "questions:\n" + entry))

@@ -28,7 +28,7 @@ def test_streams_a_sensible_reply_piece_by_piece(llm):
     assert len(pieces) > 3 and all(isinstance(piece, str) and piece for piece in pieces)
     assert "paris" in "".join(pieces).lower()
     assert profile.keys() >= PROFILE_FIELDS
-    assert profile["model"] == "qwen2.5-0.5b-instruct" and profile["provider"] == "cpu"
+    assert profile["model"] == "qwen2.5-coder-0.5b-instruct" and profile["provider"] == "cpu"
     assert 0 < profile["completion_tokens"] <= 64 and profile["prompt_tokens"] > 20
     assert profile["ttft_s"] > 0 and profile["tokens_per_s"] > 0
 

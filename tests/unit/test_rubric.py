@@ -18,19 +18,22 @@ CM = question("How many centimeters are there in an inch?", ["2.54", "2.5"])
 BOILING = question("At what temperature does water boil in Celsius?", ["100"])
 
 
-@pytest.mark.parametrize("q, reply", [
-    (FRANCE, "The capital of France is Paris."),
-    (FRANCE, "PARIS!"),
-    (TIMES, "12 times 8 is 96."),
-    (TIMES, "That's ninety-six."),
-    (TIMES, "Twelve times eight equals ninety six."),
-    (EGG, "About seven minutes for a hard-boiled egg, or six for a runny yolk."),
-    (KM, "A mile is about 1.6 kilometers."),
-    (KM, "There are roughly one point six kilometers in a mile."),
-    (CM, "There are 2.54 centimeters in an inch."),
-    (BOILING, "Water boils at a hundred degrees Celsius at sea level."),
-    (BOILING, "It boils at 100°C."),
-])
+@pytest.mark.parametrize(
+    "q, reply",
+    [
+        (FRANCE, "The capital of France is Paris."),
+        (FRANCE, "PARIS!"),
+        (TIMES, "12 times 8 is 96."),
+        (TIMES, "That's ninety-six."),
+        (TIMES, "Twelve times eight equals ninety six."),
+        (EGG, "About seven minutes for a hard-boiled egg, or six for a runny yolk."),
+        (KM, "A mile is about 1.6 kilometers."),
+        (KM, "There are roughly one point six kilometers in a mile."),
+        (CM, "There are 2.54 centimeters in an inch."),
+        (BOILING, "Water boils at a hundred degrees Celsius at sea level."),
+        (BOILING, "It boils at 100°C."),
+    ],
+)
 def test_good_short_answers_pass_every_criterion(q, reply):
     score = score_reply(q, reply)
     assert (score.answers, score.on_topic, score.no_meta, score.spoken_length) == (True, True, True, True)
@@ -48,8 +51,11 @@ def test_phrases_match_whole_words_and_whole_numbers():
 
 
 def test_format_instructions_leaking_into_the_reply_are_meta():
-    score = score_reply(FRANCE, "Your response should be formatted as an appropriate sentence, answering the "
-                                "question about the capital of France.")
+    score = score_reply(
+        FRANCE,
+        "Your response should be formatted as an appropriate sentence, answering the "
+        "question about the capital of France.",
+    )
     assert not score.no_meta and not score.answers and score.total < 1
 
 
@@ -64,24 +70,30 @@ def test_narrating_the_user_is_meta():
     assert not score.no_meta and not score.answers
 
 
-@pytest.mark.parametrize("reply", [
-    "As an AI language model, I cannot cook eggs.",
-    "I'm just an AI, but eggs take minutes.",
-    "Assistant: Boil the egg for seven minutes.",
-    "The assistant should tell the user to boil the egg.",
-    "<|im_start|>assistant Boil it for seven minutes.",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "As an AI language model, I cannot cook eggs.",
+        "I'm just an AI, but eggs take minutes.",
+        "Assistant: Boil the egg for seven minutes.",
+        "The assistant should tell the user to boil the egg.",
+        "<|im_start|>assistant Boil it for seven minutes.",
+    ],
+)
 def test_talk_about_models_roles_and_prompts_is_meta(reply):
     assert not score_reply(EGG, reply).no_meta
 
 
-@pytest.mark.parametrize("reply", [
-    "To boil an egg:\n- Boil water\n- Add the egg\n- Wait seven minutes",
-    "1. Boil water. 2. Wait seven minutes.",
-    "**Seven minutes** is best.",
-    "See https://example.com/eggs for the minutes.",
-    "Seven minutes! 🥚",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "To boil an egg:\n- Boil water\n- Add the egg\n- Wait seven minutes",
+        "1. Boil water. 2. Wait seven minutes.",
+        "**Seven minutes** is best.",
+        "See https://example.com/eggs for the minutes.",
+        "Seven minutes! 🥚",
+    ],
+)
 def test_markdown_lists_urls_and_emoji_are_not_speakable(reply):
     score = score_reply(EGG, reply)
     assert not score.spoken_length and score.answers
@@ -114,13 +126,22 @@ def test_every_question_in_the_set_accepts_a_plausible_answer():
 
 
 def test_summarise_gives_rates_per_criterion_and_the_mean_total():
-    scores = [score_reply(FRANCE, "Paris."), score_reply(FRANCE, "The user asked about France."),
-              score_reply(FRANCE, "I'm sorry for your loss.")]
+    scores = [
+        score_reply(FRANCE, "Paris."),
+        score_reply(FRANCE, "The user asked about France."),
+        score_reply(FRANCE, "I'm sorry for your loss."),
+    ]
     summary = summarise(scores)
     assert summary["replies"] == 3
     assert summary["answers"] == pytest.approx(1 / 3) and summary["no_meta"] == pytest.approx(2 / 3)
     assert summary["on_topic"] == pytest.approx(2 / 3) and summary["spoken_length"] == 1
     assert summary["total"] == pytest.approx(sum(s.total for s in scores) / 3)
-    assert summarise([]) == {"replies": 0, "answers": None, "on_topic": None, "no_meta": None,
-                             "spoken_length": None, "total": None}
+    assert summarise([]) == {
+        "replies": 0,
+        "answers": None,
+        "on_topic": None,
+        "no_meta": None,
+        "spoken_length": None,
+        "total": None,
+    }
     assert isinstance(scores[0], RubricScore)

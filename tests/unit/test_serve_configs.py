@@ -2,11 +2,11 @@
 
 from graphs.api.ingress import OmniServeIngress
 from graphs.app import parse_args
-from graphs.config import load_clusters
+from graphs.config import load_clusters, with_model_options
 from graphs.launch import read_config
 from graphs.pipeline.cluster_graph import ClusterGraph
 
-GPU_MODELS = {"whisper_stt", "hf_llm", "quantized_llm", "piper_tts", "faiss_rag"}
+GPU_MODELS = {"whisper_stt", "hf_llm", "onnx_llm", "piper_tts", "faiss_rag"}
 
 
 def test_default_config_is_cpu_only_and_fits_two_cores():
@@ -26,8 +26,11 @@ def test_default_config_is_cpu_only_and_fits_two_cores():
 def test_gpu_config_gives_every_neural_model_a_fractional_gpu():
     default = read_config("serve_config.yaml")["applications"][0]
     (app,) = read_config("configs/serve_gpu.yaml")["applications"]
-    assert app["args"] == default["args"] and app["import_path"] == default["import_path"]
-    config = load_clusters(parse_args(app["args"]).clusters_file)
+    gpu_args = {k: v for k, v in app["args"].items() if k != "model_options"}
+    assert gpu_args == default["args"] and app["import_path"] == default["import_path"]
+    args = parse_args(app["args"])
+    config = with_model_options(load_clusters(args.clusters_file), args.model_options)
+    assert config.models["qwen2.5-coder-0.5b-int4"].options["model"] == "qwen2.5-coder-1.5b-instruct"
     overrides = {d["name"]: d["ray_actor_options"] for d in app["deployments"]}
     models = set(config.models_for(parse_args(app["args"]).enabled_clusters))
     assert set(overrides) <= models, "overrides name deployments the app really starts"
