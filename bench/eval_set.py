@@ -161,11 +161,12 @@ def _espeak(question: Question) -> bytes:
         command += ["-p", str(question.pitch)]
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out.wav"
-        done = subprocess.run([*command, "-w", str(out), question.text], check=False,
-                              capture_output=True, text=True)
+        done = subprocess.run([*command, "-w", str(out), question.text], check=False, capture_output=True, text=True)
         if done.returncode != 0 or not out.exists():
-            raise RuntimeError(f"espeak-ng failed for question {question.id} ({question.voice}): "
-                               f"{done.stderr.strip() or done.returncode}")
+            raise RuntimeError(
+                f"espeak-ng failed for question {question.id} ({question.voice}): "
+                f"{done.stderr.strip() or done.returncode}"
+            )
         samples, rate = sf.read(out, dtype="float32", always_2d=True)
     samples = soxr.resample(samples.mean(axis=1), rate, RATE)
     buffer = io.BytesIO()

@@ -60,8 +60,9 @@ class OnnxGenAILLM(LLMService):
         self._lock = threading.Lock()
         # The first run of each ONNX session is slow (allocations, kernel choice): pay it here, not
         # on the first user's turn.
-        for _ in self.stream([{"role": "user", "content": "Hi"}], GenerationSettings(max_new_tokens=2),
-                             threading.Event()):
+        for _ in self.stream(
+            [{"role": "user", "content": "Hi"}], GenerationSettings(max_new_tokens=2), threading.Event()
+        ):
             pass
 
     def describe(self) -> dict[str, Any]:
@@ -73,8 +74,9 @@ class OnnxGenAILLM(LLMService):
         profile = pieces.pop() if pieces and isinstance(pieces[-1], dict) else {}
         return "".join(pieces), profile
 
-    def stream(self, messages: list[dict[str, str]], settings: GenerationSettings,
-               stop: threading.Event) -> Iterator[str | dict[str, Any]]:
+    def stream(
+        self, messages: list[dict[str, str]], settings: GenerationSettings, stop: threading.Event
+    ) -> Iterator[str | dict[str, Any]]:
         """Token by token; `stop` is checked before each token, so a cancelled reply ends within one."""
         og = self._og
         prompt = self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
