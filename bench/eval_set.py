@@ -111,6 +111,8 @@ def load_questions(path: Path = QUESTIONS) -> list[Question]:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         return EvalSet.model_validate(raw).questions
+    except OSError as error:
+        raise EvalSetError(f"{path}: cannot read: {error.strerror}") from error
     except yaml.YAMLError as error:
         raise EvalSetError(f"{path}: not valid YAML: {error}") from error
     except ValidationError as error:

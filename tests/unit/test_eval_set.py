@@ -56,6 +56,11 @@ def test_a_bad_top_level_key_is_named(tmp_path):
         load_questions(write(tmp_path, "questoins:\n" + GOOD))
 
 
+def test_a_missing_file_is_an_eval_set_error(tmp_path):
+    with pytest.raises(EvalSetError, match="missing.yaml: cannot read"):
+        load_questions(tmp_path / "missing.yaml")
+
+
 def assert_speech(audio, text):
     samples, rate = sf.read(io.BytesIO(audio), dtype="float32")
     assert rate == 16_000 and samples.ndim == 1
