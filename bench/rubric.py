@@ -23,37 +23,143 @@ MAX_SENTENCES = 3
 CRITERIA = ("answers", "on_topic", "no_meta", "spoken_length")
 
 # Replies of small models that talk about the conversation instead of taking part in it.
-_META = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in (
-    r"\bthe user\b",
-    r"\bthe assistant\b",
-    r"\bas an ai\b",
-    r"\blanguage model\b",
-    r"\bai (?:model|assistant)\b",
-    r"\bi(?: am|'m) (?:just |only |merely )?(?:a|an) (?:ai|model|computer program|chatbot|bot)\b",
-    r"\byour (?:response|reply|answer|output) (?:should|must|will|needs)\b",
-    r"\b(?:system|user) prompt\b",
-    r"\bmy instructions\b",
-    r"\byou are an? (?:helpful|friendly|voice|ai)\b",
-    r"^\s*(?:user|assistant|system|human|ai|bot)\s*:",
-    r"<\|[a-z_]+\|>|\[/?inst\]|</?s>",
-)]
-_MARKUP = [re.compile(p, re.MULTILINE) for p in (
-    r"^\s*(?:[-*+•]|\d+[.)])\s",  # list items
-    r"^\s*#{1,6}\s",  # headings
-    r"\*\*|__|`|\[[^\]]*\]\([^)]*\)",  # bold, code, links
-    r"https?://|www\.|\b[\w-]+\.(?:com|org|net|io)\b",  # URLs
-)]
-_STOPWORDS = frozenset({
-    "a", "about", "all", "also", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can", "could",
-    "did", "do", "does", "doing", "don't", "for", "from", "get", "got", "had", "has", "have", "here's", "how", "i",
-    "i'm", "if", "in", "into", "is", "it", "it's", "its", "just", "let's", "me", "my", "no", "not", "now", "of", "on",
-    "or", "our", "out", "should", "so", "some", "than", "that", "that's", "the", "their", "them", "then", "there",
-    "these", "they", "this", "to", "too", "up", "us", "was", "we", "well", "were", "what", "when", "where", "which",
-    "while", "who", "why", "will", "with", "would", "you", "you're", "your"
-})
+_META = [
+    re.compile(p, re.IGNORECASE | re.MULTILINE)
+    for p in (
+        r"\bthe user\b",
+        r"\bthe assistant\b",
+        r"\bas an ai\b",
+        r"\blanguage model\b",
+        r"\bai (?:model|assistant)\b",
+        r"\bi(?: am|'m) (?:just |only |merely )?(?:a|an) (?:ai|model|computer program|chatbot|bot)\b",
+        r"\byour (?:response|reply|answer|output) (?:should|must|will|needs)\b",
+        r"\b(?:system|user) prompt\b",
+        r"\bmy instructions\b",
+        r"\byou are an? (?:helpful|friendly|voice|ai)\b",
+        r"^\s*(?:user|assistant|system|human|ai|bot)\s*:",
+        r"<\|[a-z_]+\|>|\[/?inst\]|</?s>",
+    )
+]
+_MARKUP = [
+    re.compile(p, re.MULTILINE)
+    for p in (
+        r"^\s*(?:[-*+•]|\d+[.)])\s",  # list items
+        r"^\s*#{1,6}\s",  # headings
+        r"\*\*|__|`|\[[^\]]*\]\([^)]*\)",  # bold, code, links
+        r"https?://|www\.|\b[\w-]+\.(?:com|org|net|io)\b",  # URLs
+    )
+]
+_STOPWORDS = frozenset(
+    {
+        "a",
+        "about",
+        "all",
+        "also",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "don't",
+        "for",
+        "from",
+        "get",
+        "got",
+        "had",
+        "has",
+        "have",
+        "here's",
+        "how",
+        "i",
+        "i'm",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "it's",
+        "its",
+        "just",
+        "let's",
+        "me",
+        "my",
+        "no",
+        "not",
+        "now",
+        "of",
+        "on",
+        "or",
+        "our",
+        "out",
+        "should",
+        "so",
+        "some",
+        "than",
+        "that",
+        "that's",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "too",
+        "up",
+        "us",
+        "was",
+        "we",
+        "well",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "you're",
+        "your",
+    }
+)
 _ONES = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
 )
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _TENS = ("_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
@@ -76,8 +182,10 @@ def score_reply(question: Question, reply_text: str) -> RubricScore:
     """The reply scored on the four criteria of this module's docstring."""
     text = _normalise(reply_text)
     answers = any(_contains(text, variant) for phrase in question.expect_any for variant in _variants(phrase))
-    on_topic = answers or bool(_content_words(text) & (_content_words(_normalise(question.text))
-                                                        | _content_words(" ".join(question.topic_words))))
+    on_topic = answers or bool(
+        _content_words(text)
+        & (_content_words(_normalise(question.text)) | _content_words(" ".join(question.topic_words)))
+    )
     no_meta = not any(p.search(reply_text) for p in _META)
     words = len(text.split())
     sentences = len([s for s in re.split(r"[.!?]+(?=\s|$)", reply_text) if s.strip()])
@@ -155,5 +263,6 @@ def _stem(word: str) -> str:
 
 def _has_markup(text: str) -> bool:
     """Markdown, list items, URLs or emoji: things a speech synthesiser reads out wrongly or not at all."""
-    return any(p.search(text) for p in _MARKUP) or any(ord(c) >= 0x2190 and unicodedata.category(c) == "So"
-                                                       for c in text)  # from arrows on: not the degree sign
+    return any(p.search(text) for p in _MARKUP) or any(
+        ord(c) >= 0x2190 and unicodedata.category(c) == "So" for c in text
+    )  # from arrows on: not the degree sign

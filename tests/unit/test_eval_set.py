@@ -82,8 +82,8 @@ def test_a_piper_question_becomes_16_khz_speech_and_is_cached(tmp_path):
     assert synthesize(question, tmp_path) == audio
 
 
-@pytest.mark.skipif(ESPEAK is None, reason="needs the Debian package espeak-ng (apt-get install espeak-ng)")
 def test_an_espeak_question_becomes_16_khz_speech(tmp_path):
+    assert ESPEAK is not None, "the espeak-ng binary is missing: apt-get install espeak-ng (scripts/setup.sh does)"
     question = pick("espeak")
     assert_speech(synthesize(question, tmp_path), question.text)
     slower = question.model_copy(update={"speed": 120})
