@@ -32,6 +32,7 @@ class PiperTextToSpeech(TextToSpeechService):
         self.device = device
         model, config = piper_voice_files(self.options.voice)
         self.voice = PiperVoice.load(model, config_path=config, use_cuda=device == "cuda")
+        self.synthesize("Hello.")  # the first call is slow: pay for it at start, not on the first reply
 
     def synthesize(self, text: str, params: Params | None = None) -> tuple[np.ndarray, int]:
         from piper import SynthesisConfig

@@ -14,12 +14,13 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
+from deployments.silero_vad import SileroStream
 from graphs.api.end_of_turn import EndOfTurnModel
 from graphs.api.http_app import api
 from graphs.api.live import LiveConversation
 from graphs.api.openai_routes import OpenAIAPIArgs, OpenAIEndpoints
 from graphs.api.pages import TracePages
-from graphs.api.vad import SileroStream, VADSettings
+from graphs.api.vad import VADSettings
 from graphs.observability.latency import overhead_s
 from graphs.pipeline.turn import TurnOutcome, TurnRequest
 from graphs.store.trace_store import AnnotationError, TraceStore, summarise_turns

@@ -1,6 +1,5 @@
-"""Where a user's turn ends in a live audio stream: Silero VAD (the model file bundled in the
-`silero-vad` package, run on onnxruntime) says where speech is; the segmenter turns that into
-events as the microphone audio arrives.
+"""Where a user's turn ends in a live audio stream: Silero VAD (deployments.silero_vad) says where
+speech is; the segmenter turns that into events as the microphone audio arrives.
 
 A short pause (`pause_ms`) hands the utterance so far out at once, so its transcription and reply
 can start while it is still unclear whether the user has finished (the end-of-turn model judges
@@ -11,18 +10,13 @@ the utterance whatever the model thought.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-RATE = 16_000
-WINDOW = 512  # samples per VAD decision at 16 kHz (32 ms), what Silero is trained on
-_CONTEXT = 64  # samples of the previous window the model sees with each one
+from deployments.silero_vad import RATE, WINDOW, SileroStream
 
 
 class VADSettings(BaseModel):
@@ -38,36 +32,6 @@ class VADSettings(BaseModel):
     # Whether a pause the end-of-turn model judges finished ends the turn before the stop time.
     end_of_turn: bool = True
     end_of_turn_threshold: float = Field(0.5, gt=0, lt=1)
-
-
-@functools.cache
-def _session():
-    """The Silero model, loaded once per process and shared by every stream (its state is per stream)."""
-    import onnxruntime
-
-    spec = importlib.util.find_spec("silero_vad")  # located, not imported: the package imports torch
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the silero-vad package is not installed: pip install 'omniserve[server]'")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "silero_vad.onnx"
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-class SileroStream:
-    """Speech probability of each 32 ms window of one audio stream."""
-
-    def __init__(self) -> None:
-        self._session = _session()
-        self._state = np.zeros((2, 1, 128), dtype=np.float32)
-        self._context = np.zeros(_CONTEXT, dtype=np.float32)
-        self._rate = np.array(RATE, dtype=np.int64)
-
-    def __call__(self, window: np.ndarray) -> float:
-        x = np.concatenate([self._context, window]).astype(np.float32)[None, :]
-        out, self._state = self._session.run(None, {"input": x, "state": self._state, "sr": self._rate})
-        self._context = x[0, -_CONTEXT:]
-        return float(out[0, 0])
 
 
 @dataclass
