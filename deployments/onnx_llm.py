@@ -1,6 +1,7 @@
-"""A local LLM on onnxruntime-genai with int4 weights: the fastest runtime for a 0.5B model on a few
-CPU cores (measured on 2 cores: first token in ~0.3 s and ~50-65 tokens/s for Qwen2.5 0.5B, about
-10x transformers fp32 on the same model).
+"""A local LLM on onnxruntime-genai with int4 weights: the fastest runtime found for a 0.5B model on a
+few CPU cores. Qwen2.5-Coder 0.5B on 2 cores, 50-token prompts: 35-60 tokens/s and a first token in
+0.3-0.8 s when the cores are idle; 27-31 tokens/s and 0.7-1 s when they are shared (torch int8
+SmolLM2-135M in the same run: 15-17 tokens/s, 0.25 s).
 
 One generation runs at a time per replica (a lock): on a CPU the intra-op threads already use the
 cores, so a second concurrent generation would only slow both down.
@@ -29,9 +30,12 @@ class OnnxGenAILLM(LLMService):
         # cuda needs the onnxruntime-genai-cuda package in place of onnxruntime-genai.
         provider: Literal["auto", "cpu", "cuda"] = "auto"
         max_new_tokens: int = Field(64, gt=0)
-        # Intra-op threads of the CPU provider: 2 uses both cores of the reference machine, where
-        # the LLM stage runs while the other stages of the turn wait on it.
+        # Intra-op threads of the CPU provider: 2 uses both cores of the reference machine.
         intra_op_threads: int = Field(2, gt=0)
+        # Whether idle threads spin for the next op. On 2 shared cores spinning slows decoding (17-18
+        # tokens/s against 27-31 without, same run); on idle cores it is a little faster (40 against 35).
+        # Replicas here share cores (speech synthesis runs while the reply streams): off by default.
+        spin_wait: bool = False
         # At 1.0 the 0.5B model repeats whole phrases in replies of 60 tokens or so.
         repetition_penalty: float = Field(1.1, gt=0)
 
@@ -51,7 +55,10 @@ class OnnxGenAILLM(LLMService):
         if provider == "cuda":
             config.append_provider("cuda")
         else:
-            session = {"intra_op_num_threads": opts.intra_op_threads}
+            session = {
+                "intra_op_num_threads": opts.intra_op_threads,
+                "session.intra_op.allow_spinning": "1" if opts.spin_wait else "0",
+            }
             config.overlay(json.dumps({"model": {"decoder": {"session_options": session}}}))
         self._og = og
         self.model = og.Model(config)
