@@ -18,8 +18,8 @@ from pathlib import Path
 
 SMOLLM2 = "smollm2-135m-instruct"
 # Both Qwen models are the Coder variants of Qwen2.5 Instruct, Q4_K_M GGUFs split over PyPI packages.
-QWEN_05B = "qwen2.5-coder-0.5b-instruct"
-QWEN_15B = "qwen2.5-coder-1.5b-instruct"
+QWEN_05B = "qwen2.5-0.5b-instruct"
+QWEN_15B = "qwen2.5-1.5b-instruct"
 WHISPER_TINY_EN = "tiny.en"
 PIPER_JOE = "joe-us"
 
@@ -186,27 +186,10 @@ def _build_int4(gguf: SplitGGUF, provider: str, target: Path) -> None:
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)  # left by a build that was killed
         # The builder logs every layer it quantizes: keep its output for when it fails.
-        built = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "onnxruntime_genai.models.builder",
-                "-i",
-                str(hf_dir),
-                "-o",
-                str(partial),
-                "-p",
-                "int4",
-                "-e",
-                provider,
-                "-c",
-                str(scratch / "builder-cache"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
+        builder = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-p", "int4", "-e", provider]
+        paths = ["-i", str(hf_dir), "-o", str(partial), "-c", str(scratch / "builder-cache")]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        built = subprocess.run(builder + paths, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         if built.returncode != 0:
             raise RuntimeError(f"the onnxruntime-genai model builder failed for {target.name}:\n{built.stdout[-3000:]}")
         partial.rename(target)
