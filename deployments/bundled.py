@@ -18,8 +18,8 @@ from pathlib import Path
 
 SMOLLM2 = "smollm2-135m-instruct"
 # Both Qwen models are the Coder variants of Qwen2.5 Instruct, Q4_K_M GGUFs split over PyPI packages.
-QWEN_05B = "qwen2.5-0.5b-instruct"
-QWEN_15B = "qwen2.5-1.5b-instruct"
+QWEN_05B = "qwen2.5-coder-0.5b-instruct"
+QWEN_15B = "qwen2.5-coder-1.5b-instruct"
 WHISPER_TINY_EN = "tiny.en"
 PIPER_JOE = "joe-us"
 
