@@ -1,0 +1,271 @@
+"""Time to first audio on the live WebSocket, stage by stage, against the floor of the same models
+called directly in one process; with the word error rate and the rubric score of the replies.
+
+    python -m bench.realtime                                  # deploys serve_config.yaml on a local Ray
+    python -m bench.realtime --url http://127.0.0.1:8000 --cluster CLUSTER_Q_ETE_CONVERSATION --limit 10
+
+Each question of the evaluation set (bench/questions.yaml, several voices) is spoken into the
+WebSocket at real-time pace, like a microphone, followed by silence. The client's figure runs
+from the true end of the speech in the recording (its trailing silence trimmed) to the first reply
+audio received; the server's from the end of speech its VAD found to the first audio handed to the
+connection. Per turn: when the turn started and was committed after the end of speech (the pause
+and the end-of-turn model), speech-to-text, the LLM's time to first token, its first chunk, the
+TTS's first audio. The floor runs the same models in this process, one after another, with the
+same pause to wait: project / floor says what orchestration costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from websockets.sync.client import connect
+
+from bench.eval_set import spoken_questions
+from bench.report import word_errors
+from bench.rubric import score_reply, summarise
+from graphs.api.vad import VADSettings
+from graphs.config import load_clusters
+from graphs.launch import serve_locally
+from graphs.observability.latency import spread
+from omniwire.audio import decode, to_pcm16
+
+DEFAULT_CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
+CHUNK_S = 0.02
+RATE = 16_000
+
+
+def speech_end(samples: np.ndarray, floor: float = 0.02) -> float:
+    """Seconds into the recording where its speech ends: the last 10 ms louder than `floor`."""
+    step = RATE // 100
+    loud = [i for i in range(0, len(samples), step) if np.abs(samples[i : i + step]).max(initial=0) > floor]
+    return (loud[-1] + step) / RATE if loud else len(samples) / RATE
+
+
+def live_turn(url: str, cluster: str, samples: np.ndarray, silence_s: float = 2.0) -> dict[str, Any]:
+    """One question over the WebSocket at real-time pace; the frames back, and the client's clock."""
+    ws_url = url.replace("http://", "ws://") + "/v1/conversations/ws"
+    audio = np.concatenate([samples, np.zeros(int(RATE * silence_s), np.float32)])
+    ends_at = speech_end(samples)
+    frames: list[tuple[float, dict]] = []
+    with connect(ws_url, max_size=None) as ws:
+        ws.send(json.dumps({"type": "StartFrame", "cluster": cluster}))
+        step = int(RATE * CHUNK_S)
+        t0 = time.perf_counter()
+        wall0 = time.time()
+        for i, start in enumerate(range(0, len(audio), step)):
+            ws.send(to_pcm16(audio[start : start + step]))
+            time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))
+            frames += _drain(ws, 0)
+        deadline = time.time() + 120
+        while not any(f["type"] in ("EndFrame", "ErrorFrame") and f.get("turn") for _, f in frames):
+            frames += _drain(ws, max(deadline - time.time(), 0.01))
+            if time.time() > deadline:
+                raise TimeoutError("no EndFrame within 120 s")
+    ended = wall0 + ends_at
+    first_audio = next(t for t, f in frames if f["type"] == "TTSAudioFrame")
+    end = next(f for _, f in frames if f["type"] == "EndFrame" and f.get("turn"))
+    metrics = next(f["metrics"] for _, f in frames if f["type"] == "MetricsFrame" and f["stage"] is None)
+    return {
+        "track_id": end["track_id"],
+        "turn": end["turn"],
+        "status": end["status"],
+        "client_first_audio_s": first_audio - ended,
+        "server": metrics,
+        "transcript": " ".join(f["text"] for _, f in frames if f["type"] == "TranscriptionFrame"),
+        "reply": "".join(f["text"] for _, f in frames if f["type"] == "LLMTextFrame").strip(),
+    }
+
+
+def _drain(ws, timeout: float) -> list[tuple[float, dict]]:
+    out = []
+    while True:
+        try:
+            message = ws.recv(timeout=timeout)
+        except TimeoutError:
+            return out
+        out.append((time.time(), json.loads(message)))
+        timeout = 0
+
+
+def stage_breakdown(tasks: list[dict[str, Any]]) -> dict[str, float]:
+    """The turn's critical path from its records: speech-to-text (the first stage), the LLM's first
+    token, its first chunk (the LLM's start to the TTS's), the TTS's first audio (the piped stage)."""
+    profiles = [t["latency_profile"] for t in tasks]
+    position = next(i for i, p in enumerate(profiles) if "wait_upstream" in p)
+    stt, llm, tts = profiles[0], profiles[position - 1], profiles[position]
+    return {
+        "stt_s": stt["ts_end"] - stt["ts_start"],
+        "llm_first_token_s": llm["ttfb_s"],
+        "first_chunk_s": tts["ts_start"] - llm["ts_start"],
+        "tts_first_audio_s": tts["ttfb_s"],
+    }
+
+
+class Floor:
+    """The cluster's models in this process, called one after another: what the hardware allows."""
+
+    def __init__(self, cluster: str, clusters_file: str | None = None) -> None:
+        from deployments.base import KINDS, components
+
+        config = load_clusters(clusters_file) if clusters_file else load_clusters()
+        registry = components()
+        self.stages = {}
+        for stage in config.clusters[cluster].flat():
+            spec = config.models[stage.model]
+            component = registry[spec.component]
+            self.stages[component.kind] = (component(**spec.options), component.Params.model_validate(stage.params))
+        self.chunker = KINDS["text_to_speech"].incremental.chunker
+
+    def first_audio(self, samples: np.ndarray) -> dict[str, float]:
+        import threading
+
+        stt, stt_params = self.stages["speech_to_text"]
+        llm, llm_params = self.stages["llm"]
+        tts, tts_params = self.stages["text_to_speech"]
+        t0 = time.perf_counter()
+        heard, _ = stt.process({"audio": samples}, stt_params)
+        t1 = time.perf_counter()
+        inputs = {"transcript": heard["transcript"]}
+        if "emotion" in self.stages:
+            emotion, emotion_params = self.stages["emotion"]
+            inputs.update(emotion.process({**inputs, "audio": samples}, emotion_params)[0])
+        t_emotion = time.perf_counter()
+        chunker, first_token, chunk = self.chunker(), None, None
+        stop = threading.Event()
+        for piece in llm.stream(llm.messages(inputs, llm_params), llm_params, stop):
+            if isinstance(piece, dict):
+                continue
+            first_token = first_token or time.perf_counter()
+            if chunks := chunker.push(piece):
+                chunk = chunks[0]
+                break
+        stop.set()
+        chunk = chunk or chunker.flush() or ""
+        t2 = time.perf_counter()
+        tts.process({"reply_text": chunk}, tts_params)
+        t3 = time.perf_counter()
+        return {
+            "stt_s": t1 - t0,
+            "llm_first_token_s": (first_token or t2) - t_emotion,
+            "first_chunk_s": t2 - t1,
+            "tts_first_audio_s": t3 - t2,
+            "first_audio_s": t3 - t0,
+        }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.realtime", description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="a running server; without it, --config is deployed on a local Ray")
+    parser.add_argument("--config", default="serve_config.yaml")
+    parser.add_argument("--cluster", default=DEFAULT_CLUSTER)
+    parser.add_argument("--limit", type=int, help="only the first N questions")
+    parser.add_argument("--no-floor", action="store_true", help="skip the in-process floor")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/realtime.json"))
+    args = parser.parse_args(argv)
+    console = Console()
+
+    questions = spoken_questions()[: args.limit]
+    url = args.url or serve_locally(args.config)
+    pause_s = VADSettings().pause_ms / 1000
+    turns = []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        live_turn(url, args.cluster, decode(questions[0][1]).samples)  # warm every replica once
+        for question, wav in questions:
+            samples = decode(wav).samples
+            turn = live_turn(url, args.cluster, samples)
+            tasks = [t for t in http.get(f"/v1/tracks/{turn['track_id']}").json()["tasks"] if t["turn"] == turn["turn"]]
+            turn.update(
+                question=question.id,
+                voice=question.voice,
+                text=question.text,
+                stages=stage_breakdown(tasks),
+                rubric=score_reply(question, turn["reply"]).__dict__,
+            )
+            turns.append(turn)
+            console.print(
+                f"{question.id:>22}  first audio {turn['client_first_audio_s']:.2f} s  "
+                f"[dim]{turn['transcript']!r} -> {turn['reply'][:70]!r}[/dim]"
+            )
+    floors = []
+    if not args.no_floor:
+        floor = Floor(args.cluster)
+        floor.first_audio(decode(questions[0][1]).samples)
+        for _question, wav in questions:
+            floors.append(floor.first_audio(decode(wav).samples))
+
+    client = [t["client_first_audio_s"] for t in turns]
+    summary: dict[str, Any] = {
+        "client_first_audio_s": spread(client),
+        "server_first_audio_s": spread([t["server"]["time_to_first_audio_s"] for t in turns]),
+        "turn_started_after_s": spread([t["server"]["turn_started_after_s"] for t in turns]),
+        "turn_committed_after_s": spread([t["server"]["turn_committed_after_s"] for t in turns]),
+        "first_audio_over_total": spread(
+            [t["server"]["time_to_first_audio_s"] / t["server"]["total_reply_s"] for t in turns]
+        ),
+        **{k: spread([t["stages"][k] for t in turns]) for k in turns[0]["stages"]},
+        "wer": word_errors([t["text"] for t in turns], [t["transcript"] for t in turns])["wer"],
+        "rubric": summarise(score_reply(q, t["reply"]) for (q, _), t in zip(questions, turns, strict=True)),
+    }
+    if floors:
+        floor_total = [f["first_audio_s"] + pause_s for f in floors]
+        summary["floor_first_audio_s"] = spread(floor_total)
+        summary["floor_stages"] = {k: spread([f[k] for f in floors]) for k in floors[0]}
+        summary["project_over_floor"] = float(np.median(client) / np.median(floor_total))
+
+    table = Table(title=f"{args.cluster}: {len(turns)} live turns, seconds (min / median / p95 / max)")
+    table.add_column("measure")
+    table.add_column("project", justify="right")
+    table.add_column("floor (one process)", justify="right")
+    for key in (
+        "client_first_audio_s",
+        "server_first_audio_s",
+        "turn_started_after_s",
+        "turn_committed_after_s",
+        "stt_s",
+        "llm_first_token_s",
+        "first_chunk_s",
+        "tts_first_audio_s",
+        "first_audio_over_total",
+    ):
+        floor_key = "floor_first_audio_s" if key == "client_first_audio_s" else key
+        floor_value = summary.get("floor_stages", {}).get(floor_key) or summary.get(floor_key)
+        table.add_row(key, _fmt(summary.get(key)), _fmt(floor_value) if key != "server_first_audio_s" else "")
+    console.print(table)
+    if "project_over_floor" in summary:
+        console.print(f"project / floor (medians, first audio): {summary['project_over_floor']:.2f}")
+    console.print(f"WER {summary['wer']:.1%}; rubric {summary['rubric']}")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "cluster": args.cluster,
+                "url": url,
+                "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+                "summary": summary,
+                "turns": turns,
+                "floor": floors,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    console.print(f"written to {args.out}")
+
+
+def _fmt(values: dict[str, float] | None) -> str:
+    return " / ".join(f"{v:.3f}" for v in values.values()) if values else ""
+
+
+if __name__ == "__main__":
+    main()
