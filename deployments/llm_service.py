@@ -12,10 +12,12 @@ from typing import Any
 from deployments.base import Component, StageOutput, StrictModel, render_slot
 from deployments.sentences import trim_to_sentence
 
+# Short on purpose: every token of it is read before the first word of the reply (measured with
+# Qwen2.5-0.5B int4 on 2 cores: 48 prompt tokens, first token in 0.39 s; the 83-token prompt this
+# replaced took 0.75 s for the same rubric score).
 DEFAULT_SYSTEM_PROMPT = (
-    "You are a friendly voice assistant in a spoken conversation. Answer the question directly, in one "
-    "to three short sentences, the way a helpful person would say it aloud. Use plain words only: no "
-    "lists, headings, markdown, emojis or web addresses. If you do not know, say so in a few words."
+    "You are a helpful voice assistant. Answer in one or two short spoken sentences: plain words, no lists, "
+    "markdown, emojis or links."
 )
 # What earlier stages found goes into the system message, never into the person's own words.
 CONTEXT_FIELDS = ("emotion", "context", "image_text")

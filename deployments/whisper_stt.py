@@ -12,6 +12,9 @@ from deployments.bundled import WHISPER_TINY_EN, whisper_model_dir
 from deployments.silero_vad import RATE, voiced_span
 from deployments.stt_service import SpeechToTextService
 
+SHORT_CONTEXT_MAX_S = 28  # the short path covers what fits in one Whisper window
+SHORT_CONTEXT_MIN_FRAMES = 1000  # 10 s of 10 ms feature frames
+
 
 @register("whisper_stt")
 class WhisperSpeechToText(SpeechToTextService):
@@ -21,6 +24,11 @@ class WhisperSpeechToText(SpeechToTextService):
         compute_type: str = "auto"
         # 0: one per core, at most 4 (CTranslate2's own default is 4, which oversubscribes 2 cores).
         cpu_threads: int = 0
+        # Encode a 10 s window (longer audio: its length plus a second) instead of Whisper's fixed
+        # 30 s: the encoder's cost follows its input, so a short question is heard ~3x faster with
+        # the same WER on the evaluation set; shorter windows than 10 s made Whisper repeat itself.
+        # Audio longer than one window, or False, takes faster-whisper's usual path.
+        short_context: bool = True
 
     class Params(StrictModel):
         language: str | None = "en"
@@ -58,6 +66,8 @@ class WhisperSpeechToText(SpeechToTextService):
                 silent = {"language": params.language, "segments": 0, "no_speech_prob": 1.0}
                 return "", {"model": self.options.model, "device": self.device, **silent}
             audio = audio[span[0] : span[1]]
+        if self.options.short_context and len(audio) < SHORT_CONTEXT_MAX_S * RATE:
+            return self._transcribe_short(audio, params)
         segments, info = self.model.transcribe(
             audio,
             language=params.language,
@@ -73,4 +83,41 @@ class WhisperSpeechToText(SpeechToTextService):
             "language": info.language,
             "segments": len(segments),
             "no_speech_prob": round(max((s.no_speech_prob for s in segments), default=1.0), 3),
+        }
+
+    def _transcribe_short(self, audio: np.ndarray, params: Params) -> tuple[str, dict[str, Any]]:
+        """One decode over a shortened encoder window, its length bounded by the audio's."""
+        import ctranslate2
+        from faster_whisper.tokenizer import Tokenizer
+
+        seconds = len(audio) / RATE
+        frames = min(3000, max(SHORT_CONTEXT_MIN_FRAMES, int(np.ceil(seconds + 1.0) * 100)))
+        features = self.model.feature_extractor(audio, padding=RATE)[:, :frames]
+        padded = np.zeros((features.shape[0], frames), dtype=np.float32)
+        padded[:, : features.shape[1]] = features
+        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(padded[None]), to_cpu=self.device == "cpu")
+        multilingual = self.model.model.is_multilingual
+        tokenizer = Tokenizer(
+            self.model.hf_tokenizer,
+            multilingual,
+            task="transcribe",
+            language=(params.language or "en") if multilingual else None,
+        )
+        result = self.model.model.generate(
+            encoded,
+            [[*tokenizer.sot_sequence, tokenizer.no_timestamps]],
+            beam_size=params.beam_size,
+            max_length=min(224, int(seconds * 12) + 16),  # ~3x the words anyone says in that time
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1, *tokenizer.non_speech_tokens],
+        )[0]
+        text = tokenizer.decode(result.sequences_ids[0]).strip()
+        return text, {
+            "model": self.options.model,
+            "device": self.device,
+            "language": params.language,
+            "segments": 1 if text else 0,
+            "no_speech_prob": round(result.no_speech_prob, 3),
+            "encoder_frames": frames,
         }
