@@ -11,7 +11,13 @@ from deployments.llm_service import DEFAULT_SYSTEM_PROMPT
 from deployments.quantized_llm import QuantizedLLM
 
 QUESTION = {"transcript": "What is the capital city of France?"}
-PARAMS = {"prompt_template": "{transcript}"}
+# The weights are under test here, so the plainest prompt; how well the voice prompt's replies
+# answer is measured per model by bench.replies.
+PARAMS = {
+    "prompt_template": "{transcript}",
+    "system_prompt": "You are OmniServe, a friendly voice assistant. Your answer is spoken aloud, so reply in one or "
+    "two short, plain sentences.",
+}
 
 
 def ask(llm, inputs=QUESTION, params=PARAMS):
