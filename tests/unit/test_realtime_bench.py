@@ -1,0 +1,22 @@
+"""bench.realtime's own arithmetic: where speech ends in a recording, and a turn's critical path."""
+
+import numpy as np
+import pytest
+
+from bench.realtime import speech_end, stage_breakdown
+
+
+def test_speech_ends_where_the_last_loud_10_ms_ends():
+    audio = np.concatenate([np.zeros(1600), 0.3 * np.ones(16_000), 0.001 * np.ones(8000)]).astype(np.float32)
+    assert speech_end(audio) == pytest.approx(1.1, abs=0.011)
+    assert speech_end(np.zeros(3200, np.float32)) == pytest.approx(0.2)
+
+
+def test_the_critical_path_follows_the_piped_stage():
+    stt = {"ts_start": 100.0, "ts_end": 100.3}
+    llm = {"ts_start": 100.31, "ts_end": 101.5, "ttfb_s": 0.5}
+    tts = {"ts_start": 101.1, "ts_end": 102.0, "ttfb_s": 0.2, "wait_upstream": 0.4}
+    tasks = [{"latency_profile": p} for p in (stt, llm, tts)]
+    assert stage_breakdown(tasks) == pytest.approx(
+        {"stt_s": 0.3, "llm_first_token_s": 0.5, "first_chunk_s": 0.79, "tts_first_audio_s": 0.2}
+    )
