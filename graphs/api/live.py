@@ -59,6 +59,7 @@ class _LiveTurn:
     started: float = field(default_factory=time.time)
     committed_at: float | None = None
     end_of_turn_probability: float | None = None
+    timers: list[asyncio.Task] = field(default_factory=list)  # what may commit it: the model, the stop time
     first_audio: FirstAudio = field(init=False)
 
     def __post_init__(self) -> None:
@@ -153,8 +154,10 @@ class LiveConversation:
                     self.queue.put(StopInterruptionFrame())
                     self.interrupted = False
                 pending = self.turn if self.turn is not None and not self.turn.committed else None
-                if pending is not None and event.same_as_pause:
-                    self._commit(pending)
+                if event.same_as_pause:
+                    if pending is not None:
+                        self._commit(pending)
+                    # else the pause's turn was committed already (by the model or the clock), or too short
                 elif len(event.audio) >= MIN_UTTERANCE_S * RATE:
                     if pending is not None:
                         await self._drop(pending, "cancelled: the utterance went on")
@@ -177,16 +180,27 @@ class LiveConversation:
         if self.turn is not None and not self.turn.committed:
             await self._drop(self.turn, "cancelled: the utterance went on")
         turn = await self._start_turn(pause.audio, pause.ended_at)
+        turn.timers.append(asyncio.create_task(self._stop_time(turn)))
         if self.end_of_turn is not None:
-            asyncio.create_task(self._judge(turn, pause.audio))
+            turn.timers.append(asyncio.create_task(self._judge(turn, pause.audio)))
 
     async def _judge(self, turn: _LiveTurn, audio) -> None:
         """The end-of-turn model's word on a pause: a finished turn is committed without waiting out the stop time."""
         turn.end_of_turn_probability = await asyncio.to_thread(self.end_of_turn.probability, audio)
-        if turn is self.turn and not turn.committed and turn.end_of_turn_probability >= self.vad.end_of_turn_threshold:
-            async with self._segmenting:
-                self.segmenter.end_turn()
-            self._commit(turn)
+        if turn.end_of_turn_probability >= self.vad.end_of_turn_threshold:
+            await self._end_turn_at_pause(turn)
+
+    async def _stop_time(self, turn: _LiveTurn) -> None:
+        """The stop time by the clock: a client that sends nothing while its user is quiet still gets its answer."""
+        await asyncio.sleep((self.vad.min_silence_ms - self.vad.pause_ms) / 1000)
+        await self._end_turn_at_pause(turn)
+
+    async def _end_turn_at_pause(self, turn: _LiveTurn) -> None:
+        async with self._segmenting:
+            if turn is not self.turn or turn.committed:
+                return
+            self.segmenter.end_turn()
+        self._commit(turn)
 
     async def _start_turn(self, audio, ended_at: float) -> _LiveTurn:
         turn = _LiveTurn(self.new_request(audio, list(self.images), ended_at), previous=self.turn)
@@ -249,6 +263,8 @@ class LiveConversation:
 
     @staticmethod
     async def _cancel(turn: _LiveTurn) -> None:
+        for timer in turn.timers:
+            timer.cancel()
         if turn.stream is not None:
             turn.stream.cancel()
         if turn.task is not None and not turn.task.done():
