@@ -227,7 +227,8 @@ class LiveConversation:
 
     async def _run_turn(self, turn: _LiveTurn) -> None:
         if turn.previous is not None and turn.previous.task is not None:
-            await asyncio.gather(turn.previous.task, return_exceptions=True)  # turns of one track take their turn
+            # Turns of one track take their turn. wait, not gather: dropping this turn must not cancel that one.
+            await asyncio.wait({turn.previous.task})
         turn.previous = None  # done: nothing to wait for or go back to
         turn.stream = self.graph.options(stream=True).run_turn_stream.remote(turn.request)
         try:

@@ -156,9 +156,11 @@ def test_speaking_over_the_reply_stops_playback(cli, server, recordings, tmp_pat
     assert played_s < received_s, "buffered reply audio was dropped"
     assert 0.3 < played_s < 3.0, "playback stopped soon after the user spoke"
     track_id = track_id_in(out)
-    first_turn, second_turn = answered_turns(server, track_id)
-    first = stages_of(server, track_id, first_turn)
-    assert first["text_to_speech"]["status"] == "cancelled"
+    turns = answered_turns(server, track_id)
+    # The story may be answered in two turns where Smart Turn heard its end at a pause; the one spoken over is cut.
+    interrupted = [n for n in turns if stages_of(server, track_id, n)["text_to_speech"]["status"] == "cancelled"]
+    assert len(interrupted) == 1 and interrupted[0] < turns[-1]
+    second_turn = turns[-1]
     second = stages_of(server, track_id, second_turn)
     assert [t["status"] for t in second.values()] == ["completed"] * 4
     assert {"weather"} <= words(second["speech_to_text"]["result_profile"]["transcript"])
