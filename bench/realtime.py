@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,6 @@ class Floor:
         self.chunker = KINDS["text_to_speech"].incremental.chunker
 
     def first_audio(self, samples: np.ndarray) -> dict[str, float]:
-        import threading
-
         stt, stt_params = self.stages["speech_to_text"]
         llm, llm_params = self.stages["llm"]
         tts, tts_params = self.stages["text_to_speech"]

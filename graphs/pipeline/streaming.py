@@ -16,7 +16,7 @@ from typing import Any
 from deployments.base import StageOutput
 from graphs.observability.latency import stage_profile
 from graphs.pipeline.turn import Stage, Turn, TurnRecords, error_text
-from omniwire.frames import Frame, MetricsFrame
+from omniwire.frames import MetricsFrame
 
 _DONE = object()
 
@@ -152,8 +152,7 @@ async def piped(
                 yield records.failed(item.stage, item.error, time.time(), 0.0)
                 return
             else:
-                frame: Frame = item
-                yield frame
+                yield item
     except (asyncio.CancelledError, GeneratorExit):
         if not progress.upstream_done:
             records.interrupted(up, {slot: "".join(progress.produced).strip()})
