@@ -4,7 +4,10 @@ few CPU cores. Qwen2.5-Coder 0.5B on 2 cores, 50-token prompts: 35-60 tokens/s a
 SmolLM2-135M in the same run: 15-17 tokens/s, 0.25 s).
 
 One generation runs at a time per replica (a lock): on a CPU the intra-op threads already use the
-cores, so a second concurrent generation would only slow both down.
+cores, so a second concurrent generation would only slow both down. That one generator is kept between
+requests with its KV cache: the next prompt rewinds it to the tokens both share (the system prompt, a
+track's earlier turns) and reads only the rest. On 2 cores this took the first token of a 48-token
+prompt from 0.23-0.60 s to 0.05-0.08 s, with the same replies.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pydantic import Field
 
 from deployments.base import StrictModel, auto_device, register
 from deployments.bundled import QWEN_05B, onnx_llm_model_dir
-from deployments.llm_service import GenerationSettings, LLMService
+from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings, LLMService
 
 
 @register("onnx_llm")
@@ -38,6 +41,11 @@ class OnnxGenAILLM(LLMService):
         spin_wait: bool = False
         # At 1.0 the 0.5B model repeats whole phrases in replies of 60 tokens or so.
         repetition_penalty: float = Field(1.1, gt=0)
+        # Tokens (prompt and reply) the kept generator holds; a longer request gets a generator of its own.
+        # Keeping it costs its KV cache: about 12 KB a token for the 0.5B model.
+        context_tokens: int = Field(2048, gt=0)
+        # Keep the generator between requests and read only the part of a prompt it has not seen.
+        prefix_cache: bool = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -65,11 +73,14 @@ class OnnxGenAILLM(LLMService):
         self.tokenizer = og.Tokenizer(self.model)
         self._eos = set(self.tokenizer.eos_token_ids)
         self._lock = threading.Lock()
+        # The kept generator, the search settings it was made with, and the tokens its cache holds.
+        self._kept: Any = None
+        self._kept_search: dict[str, Any] = {}
+        self._kept_ids: list[int] = []
         # The first run of each ONNX session is slow (allocations, kernel choice): pay it here, not
-        # on the first user's turn.
-        for _ in self.stream(
-            [{"role": "user", "content": "Hi"}], GenerationSettings(max_new_tokens=2), threading.Event()
-        ):
+        # on the first user's turn; it also leaves the default system prompt in the cache.
+        warm_up = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": "Hi"}]
+        for _ in self.stream(warm_up, GenerationSettings(max_new_tokens=2), threading.Event()):
             pass
 
     def describe(self) -> dict[str, Any]:
@@ -85,41 +96,76 @@ class OnnxGenAILLM(LLMService):
         self, messages: list[dict[str, str]], settings: GenerationSettings, stop: threading.Event
     ) -> Iterator[str | dict[str, Any]]:
         """Token by token; `stop` is checked before each token, so a cancelled reply ends within one."""
-        og = self._og
         prompt = self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
         prompt_ids = self.tokenizer.encode(prompt)
         max_new_tokens = settings.max_new_tokens or self.options.max_new_tokens
-        params = og.GeneratorParams(self.model)
-        # max_length bounds the KV cache, which is allocated whole up front: keep it to this reply.
-        search = {"max_length": len(prompt_ids) + max_new_tokens, "repetition_penalty": self.options.repetition_penalty}
+        search: dict[str, Any] = {"repetition_penalty": self.options.repetition_penalty}
         if settings.temperature > 0:
             search.update(do_sample=True, temperature=settings.temperature)
         else:
             search.update(do_sample=False)
-        params.set_search_options(**search)
         with self._lock:
             t0 = time.perf_counter()
-            generator = og.Generator(self.model, params)
-            generator.append_tokens(prompt_ids)
+            generator, cached = self._generator(prompt_ids, max_new_tokens, search)
             decoder = self.tokenizer.create_stream()
             completion = 0
             first_token_s = None
-            while not stop.is_set() and not generator.is_done():
-                generator.generate_next_token()
-                token = int(generator.get_next_tokens()[0])
-                completion += 1
-                first_token_s = first_token_s or time.perf_counter() - t0
-                if token not in self._eos and (piece := decoder.decode(token)):
-                    yield piece
+            try:
+                generator.append_tokens(prompt_ids[cached:])
+                while completion < max_new_tokens and not stop.is_set() and not generator.is_done():
+                    generator.generate_next_token()
+                    token = int(generator.get_next_tokens()[0])
+                    completion += 1
+                    first_token_s = first_token_s or time.perf_counter() - t0
+                    if token not in self._eos and (piece := decoder.decode(token)):
+                        yield piece
+            except GeneratorExit:
+                raise  # closed between two tokens: the sequence is whole and stays cached
+            except BaseException:
+                # A step that failed leaves a cache in an unknown state: never rewind into it.
+                if generator is self._kept:
+                    self._forget()
+                raise
+            finally:
+                if generator is self._kept:
+                    self._kept_ids = list(generator.get_sequence(0))
             elapsed = time.perf_counter() - t0
-            del generator  # frees its KV cache before the next request may allocate one
+            del generator  # a generator of its own frees its KV cache before the next request
         decode_s = elapsed - (first_token_s or 0)
         yield {
             **self.describe(),
             "prompt_tokens": len(prompt_ids),
+            "cached_prompt_tokens": cached,
             "completion_tokens": completion,
             "max_new_tokens": max_new_tokens,
             "ttft_s": round(first_token_s, 3) if first_token_s is not None else None,
             # Decode speed after the first token, so a long prompt does not hide it.
             "tokens_per_s": round((completion - 1) / decode_s, 1) if completion > 1 and decode_s > 0 else None,
         }
+
+    def _generator(self, prompt_ids: list[int], max_new_tokens: int, search: dict[str, Any]) -> tuple[Any, int]:
+        """The kept generator rewound to the longest prefix it shares with this prompt, and that prefix's
+        length; or a generator of this request's own size when the prompt does not fit or caching is off."""
+        og = self._og
+        if not self.options.prefix_cache or len(prompt_ids) + max_new_tokens > self.options.context_tokens:
+            params = og.GeneratorParams(self.model)
+            # max_length bounds the KV cache, which is allocated whole up front: keep it to this reply.
+            params.set_search_options(max_length=len(prompt_ids) + max_new_tokens, **search)
+            return og.Generator(self.model, params), 0
+        if self._kept is None or search != self._kept_search:
+            self._forget()
+            params = og.GeneratorParams(self.model)
+            params.set_search_options(max_length=self.options.context_tokens, **search)
+            self._kept, self._kept_search = og.Generator(self.model, params), search
+        shared = 0
+        for held, new in zip(self._kept_ids, prompt_ids, strict=False):
+            if held != new:
+                break
+            shared += 1
+        # At least one token is read anew, so the first step has logits to choose from.
+        shared = min(shared, len(prompt_ids) - 1)
+        self._kept.rewind_to(shared)
+        return self._kept, shared
+
+    def _forget(self) -> None:
+        self._kept, self._kept_search, self._kept_ids = None, {}, []

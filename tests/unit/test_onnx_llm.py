@@ -61,6 +61,22 @@ def test_the_stage_answers_and_a_closed_stream_frees_the_model(llm):
     assert out.result_profile.keys() >= PROFILE_FIELDS
 
 
+def test_the_kept_cache_reads_only_what_is_new_and_answers_as_a_fresh_generator(llm):
+    # A prompt that does not fit this one's kept generator gets one of its own, with nothing cached.
+    uncached = OnnxGenAILLM(context_tokens=60)
+    settings = GenerationSettings(max_new_tokens=24)
+    follow_up = [*chat("What is the capital city of France?")]
+    follow_up += [{"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And of Italy?"}]
+    for messages in (chat("How many days are in a week?"), chat("What is half of ten?"), follow_up):
+        text, profile = llm.generate(messages, settings)
+        reference, reference_profile = uncached.generate(messages, settings)
+        assert text == reference
+        assert reference_profile["cached_prompt_tokens"] == 0
+        # At least the system prompt was read before, by the warm-up or the question before.
+        assert 30 <= profile["cached_prompt_tokens"] < profile["prompt_tokens"]
+    assert "rome" in text.lower()
+
+
 def test_sampling_with_a_temperature_still_answers(llm):
     text, profile = llm.generate(chat("Name a colour."), GenerationSettings(max_new_tokens=16, temperature=0.7))
     assert text.strip() and profile["completion_tokens"] <= 16
