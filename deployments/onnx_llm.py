@@ -104,6 +104,7 @@ class OnnxGenAILLM(LLMService):
             search.update(do_sample=True, temperature=settings.temperature)
         else:
             search.update(do_sample=False)
+        asked = time.perf_counter()
         with self._lock:
             t0 = time.perf_counter()
             generator, cached = self._generator(prompt_ids, max_new_tokens, search)
@@ -136,6 +137,8 @@ class OnnxGenAILLM(LLMService):
             **self.describe(),
             "prompt_tokens": len(prompt_ids),
             "cached_prompt_tokens": cached,
+            # Time spent waiting for another request's generation to finish.
+            "model_wait_s": round(t0 - asked, 3),
             "completion_tokens": completion,
             "max_new_tokens": max_new_tokens,
             "ttft_s": round(first_token_s, 3) if first_token_s is not None else None,

@@ -99,3 +99,16 @@ def test_a_consumer_that_stops_listening_stops_the_generation(fp32):
 
 async def _collect(stream):
     return [piece async for piece in stream]
+
+
+def test_a_prompt_starts_from_the_cache_of_what_it_shares_with_the_last_and_replies_the_same(fp32):
+    uncached = HuggingFaceLLM(prefix_cache=False)
+    system = {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
+    for question in ("How many days are in a week?", "What is half of ten?"):
+        messages = [system, {"role": "user", "content": question}]
+        whole = asyncio.run(fp32.chat(messages, max_new_tokens=16))
+        reference = asyncio.run(uncached.chat(messages, max_new_tokens=16))
+        assert whole["text"] == reference["text"]
+        assert reference["cached_prompt_tokens"] == 0
+    # The second question shares the system prompt with the first, and only that.
+    assert 30 <= whole["cached_prompt_tokens"] < whole["prompt_tokens"]
