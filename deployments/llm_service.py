@@ -60,6 +60,8 @@ def system_message(
 ) -> str:
     """The system prompt, then what earlier stages found (`fields` of `inputs`), as `context_template` says."""
     found = {name: context_value(name, inputs[name]) for name in fields if inputs.get(name)}
+    if not found:
+        return system_prompt  # a template's header alone ("Answer from these notes:") only costs tokens
     if context_template is not None:
         context = context_template.format(**{name: found.get(name, "") for name in fields})
     else:

@@ -44,6 +44,9 @@ def test_a_context_template_says_it_the_clusters_way_and_history_is_chat_turns()
 
 def test_without_findings_the_system_message_is_the_prompt_alone():
     assert chat({"transcript": "Hello"})[0]["content"] == DEFAULT_SYSTEM_PROMPT
+    # No notes retrieved: the template's header alone would only cost prompt tokens.
+    no_notes = chat({"transcript": "Hello", "context": []}, context_template="Answer from these notes:\n{context}")
+    assert no_notes[0]["content"] == DEFAULT_SYSTEM_PROMPT
 
 
 def test_the_placeholders_are_checked_with_a_reason():
