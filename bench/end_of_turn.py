@@ -1,52 +1,36 @@
 """Semantic end of turn against a fixed stop time, on real speech streamed through Silero VAD.
 
-Each sentence is spoken (Piper, espeak-ng), framed in silence and fed in 20 ms pieces to `SpeechSegmenter`.
+Each question of the evaluation set (bench/questions.yaml) is spoken in its own voice, whole and broken off
+after half its words, framed in silence and fed in 20 ms pieces to `SpeechSegmenter`.
 A fixed policy ends the turn at the segmenter's cut after `stop` ms of silence. The proposed one cuts after a
 short stop, asks Smart Turn, and ends the turn there if the utterance sounds complete, else after the long stop.
-Complete sentences give the latency (end of speech to end of turn); unfinished ones, whose speaker pauses for
+Whole questions give the latency (end of speech to end of turn); unfinished ones, whose speaker pauses for
 `--pause` seconds before going on, give the false cut-offs.
 
-    python -m bench.end_of_turn --piper-draws 3   # writes bench-results/bench-end-of-turn.json
+    python -m bench.end_of_turn   # writes bench-results/bench-end-of-turn.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.speech import speak
+from bench.eval_set import Question, load_questions, synthesize
 from graphs.api.end_of_turn import EndOfTurnModel
 from graphs.api.vad import RATE, SpeechSegmenter, Utterance, VADSettings
 from omniwire.audio import decode
 
-COMPLETE = [
-    "What is the weather like in Paris today?",
-    "Can you set a timer for ten minutes?",
-    "Please play some relaxing music.",
-    "How far is the moon from the earth?",
-    "Tell me a joke about cats.",
-    "What time is it in Tokyo?",
-]
-INCOMPLETE = [
-    "I would like to know what the",
-    "Can you tell me about the",
-    "I was wondering if you could",
-    "What is the best way to",
-    "Remind me to call my",
-    "So I think that we should",
-]
-VOICES = ("piper", "espeak-ng")
-# (short stop ms, threshold, long stop ms); a threshold of None is today's fixed stop time.
+# (short stop ms, threshold, long stop ms); a threshold of None is a fixed stop time. The first
+# proposed one is the server's default (VADSettings: pause_ms, end_of_turn_threshold, min_silence_ms).
+_DEFAULT = VADSettings()
 POLICIES = [
     (500, None, 500),
     (1000, None, 1000),
+    (_DEFAULT.pause_ms, _DEFAULT.end_of_turn_threshold, _DEFAULT.min_silence_ms),
     (200, 0.5, 1000),
     (200, 0.5, 1500),
     (300, 0.5, 1500),
@@ -57,19 +41,18 @@ PIECE = RATE // 50  # 20 ms, as a microphone sends
 LEAD_S, TAIL_S = 0.5, 2.0
 
 
-def spoken(text: str, voice: str) -> np.ndarray:
-    """`text` at 16 kHz, trimmed to its voiced part so that its last sample is the end of speech."""
-    if voice == "piper":
-        audio = decode(speak(text)).samples
-    elif shutil.which("espeak-ng") is None:
-        raise RuntimeError("the espeak-ng binary is missing: apt-get install -y espeak-ng")
-    else:
-        with tempfile.TemporaryDirectory() as folder:
-            wav = Path(folder, "speech.wav")
-            subprocess.run(["espeak-ng", "-w", str(wav), text], check=True)
-            audio = decode(wav.read_bytes()).samples
-    voiced = np.flatnonzero(np.abs(audio) > 0.01 * np.abs(audio).max())
-    return audio[voiced[0] : voiced[-1] + 1]
+def fragment(question: Question) -> Question:
+    """The question broken off after half its words, in the same voice: a speaker who pauses mid-sentence."""
+    words = question.text.split()
+    text = " ".join(words[: max(2, len(words) // 2)])
+    return question.model_copy(update={"id": f"{question.id}-fragment", "text": text})
+
+
+def voiced(wav: bytes) -> np.ndarray:
+    """The WAV at 16 kHz, trimmed to its voiced part so that its last sample is the end of speech."""
+    audio = decode(wav, RATE).samples
+    loud = np.flatnonzero(np.abs(audio) > 0.01 * np.abs(audio).max())
+    return audio[loud[0] : loud[-1] + 1]
 
 
 def cut(speech: np.ndarray, stop_ms: int) -> tuple[float, np.ndarray]:
@@ -88,18 +71,16 @@ def cut(speech: np.ndarray, stop_ms: int) -> tuple[float, np.ndarray]:
     raise RuntimeError(f"no cut within {TAIL_S} s of silence")
 
 
-def trials(model: EndOfTurnModel, piper_draws: int) -> tuple[list[dict], list[float]]:
-    """Each sentence in each voice: its cut times per stop, and the model's probability at each short stop.
-
-    Piper samples its voice (no two syntheses alike), so it may say each sentence several times; espeak-ng once.
-    """
+def trials(model: EndOfTurnModel) -> tuple[list[dict], list[float]]:
+    """Each question of the evaluation set, whole and broken off, in its own voice: its cut times per stop,
+    and the model's probability at each short stop."""
     stops = sorted({p[0] for p in POLICIES} | {p[2] for p in POLICIES})
     shorts = {p[0] for p in POLICIES if p[1] is not None}
     rows, call_s = [], []
-    for voice in VOICES:
-        for text in (COMPLETE + INCOMPLETE) * (piper_draws if voice == "piper" else 1):
-            speech = spoken(text, voice)
-            row = {"voice": voice, "text": text, "complete": text in COMPLETE, "cut_s": {}, "probability": {}}
+    for question in load_questions():
+        for said, complete in ((question, True), (fragment(question), False)):
+            speech = voiced(synthesize(said))
+            row = {"voice": said.voice, "text": said.text, "complete": complete, "cut_s": {}, "probability": {}}
             for stop in stops:
                 row["cut_s"][stop], audio = cut(speech, stop)
                 if stop in shorts:
@@ -141,19 +122,18 @@ def evaluate(rows: list[dict], pause_s: float) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pause", type=float, default=1.0, help="seconds an unfinished speaker pauses")
-    parser.add_argument("--piper-draws", type=int, default=1, help="times Piper says each sentence")
     parser.add_argument("--out", type=Path, default=Path("bench-results/bench-end-of-turn.json"))
     args = parser.parse_args()
     started = time.perf_counter()
     model = EndOfTurnModel()
     load_s = time.perf_counter() - started
-    rows, call_s = trials(model, args.piper_draws)
+    rows, call_s = trials(model)
     call = float(np.median(call_s))
     table = evaluate(rows, args.pause)
     for row in rows:
         print(
-            f"{row['voice']:9} {'complete' if row['complete'] else 'unfinished':10} "
-            f"p={row['probability'][200]:.3f}  {row['text']}"
+            f"{row['voice']:20} {'complete' if row['complete'] else 'unfinished':10} "
+            f"p={row['probability'][_DEFAULT.pause_ms]:.3f}  {row['text']}"
         )
     print(
         f"\nload {load_s:.2f} s; a call {1000 * call:.0f} ms median, {1000 * max(call_s):.0f} ms max; "

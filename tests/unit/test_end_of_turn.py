@@ -7,12 +7,51 @@ The bounds are what held over 10 to 40 syntheses per sentence; single sentences 
 
 import functools
 import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.end_of_turn import COMPLETE, INCOMPLETE, VOICES, spoken
+from bench.speech import speak
 from graphs.api.end_of_turn import MODEL_FILE, RATE, WINDOW_S, EndOfTurnModel, checked_model, last_window
+from omniwire.audio import decode
+
+COMPLETE = [
+    "What is the weather like in Paris today?",
+    "Can you set a timer for ten minutes?",
+    "Please play some relaxing music.",
+    "How far is the moon from the earth?",
+    "Tell me a joke about cats.",
+    "What time is it in Tokyo?",
+]
+INCOMPLETE = [
+    "I would like to know what the",
+    "Can you tell me about the",
+    "I was wondering if you could",
+    "What is the best way to",
+    "Remind me to call my",
+    "So I think that we should",
+]
+VOICES = ("piper", "espeak-ng")
+
+
+def spoken(text: str, voice: str) -> np.ndarray:
+    """`text` at 16 kHz, trimmed to its voiced part so that its last sample is the end of speech."""
+    if voice == "piper":
+        audio = decode(speak(text)).samples
+    elif shutil.which("espeak-ng") is None:
+        raise RuntimeError("the espeak-ng binary is missing: apt-get install -y espeak-ng")
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            wav = Path(folder, "speech.wav")
+            subprocess.run(["espeak-ng", "-w", str(wav), text], check=True)
+            audio = decode(wav.read_bytes()).samples
+    voiced = np.flatnonzero(np.abs(audio) > 0.01 * np.abs(audio).max())
+    return audio[voiced[0] : voiced[-1] + 1]
+
 
 SILENCE = np.zeros(RATE // 5, dtype=np.float32)
 model = functools.cache(EndOfTurnModel)
