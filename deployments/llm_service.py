@@ -12,7 +12,6 @@ from typing import Any
 from deployments.base import Component, StageOutput, StrictModel, render_slot
 from deployments.sentences import trim_to_sentence
 
-GIL_HANDOFF_S = 0.001
 PIECE_INTERVAL_S = 0.04  # streamed text goes out in pieces at most this often (after the first)
 # Short on purpose: every token of it is read before the first word of the reply (measured with
 # Qwen2.5-0.5B int4 on 2 cores: 48 prompt tokens, first token in 0.39 s; the 83-token prompt this
@@ -187,9 +186,6 @@ class LLMService(Component):
             try:
                 for piece in pieces:
                     loop.call_soon_threadsafe(queue.put_nowait, piece)
-                    # Some runtimes (onnxruntime-genai) hold the GIL through a whole token step: let the
-                    # event loop send this piece before the next step starts.
-                    time.sleep(GIL_HANDOFF_S)
             except BaseException as exc:  # handed to the consumer, who would otherwise wait forever
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
