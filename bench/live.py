@@ -41,7 +41,7 @@ STORY = "Tell me a long story about a brave dragon who lived in the mountains."
 CHUNK_S = 0.02
 
 
-class _Live:
+class LiveSession:
     def __init__(self, ws, cluster: str):
         self.ws = ws
         self.received: list[tuple[float, dict]] = []
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     questions = [decode(speak(q)).samples for q in QUESTIONS]
     story = decode(speak(STORY)).samples
     with connect(url.replace("http://", "ws://") + "/v1/conversations/ws", max_size=None) as ws:
-        live = _Live(ws, args.cluster)
+        live = LiveSession(ws, args.cluster)
         with console.status("warming up"):
             live.turn(questions[0])
         turns, barge_ins = [], []

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from fastapi import File, Form, HTTPException, Request, UploadFile, WebSocket
+from fastapi import File, Form, HTTPException, Query, Request, UploadFile, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -22,6 +22,7 @@ from graphs.api.openai_routes import OpenAIAPIArgs, OpenAIEndpoints
 from graphs.api.pages import TracePages
 from graphs.api.vad import VADSettings
 from graphs.observability.latency import overhead_s
+from graphs.observability.loop_lag import WINDOW_S, LoopLagProbe
 from graphs.pipeline.turn import TurnOutcome, TurnRequest
 from graphs.store.trace_store import AnnotationError, TraceStore, summarise_turns
 from omniwire import audio
@@ -73,10 +74,19 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         # Loaded once per replica and shared by every live session, before the first one comes.
         self.end_of_turn = EndOfTurnModel()
         SileroStream()
+        self.loop_lag = LoopLagProbe()
 
     @api.get("/healthz")
-    def healthz(self) -> dict[str, Any]:
-        return {"status": "ok", "enabled_clusters": sorted(self.graphs)}
+    async def healthz(
+        self, lag_window_s: float = Query(60.0, gt=0, le=WINDOW_S, description="seconds the loop lag covers")
+    ) -> dict[str, Any]:
+        """Liveness, the enabled clusters, and how late this replica's event loop has been waking up."""
+        self.loop_lag.ensure_running()
+        return {
+            "status": "ok",
+            "enabled_clusters": sorted(self.graphs),
+            "event_loop_lag": self.loop_lag.summary(lag_window_s),
+        }
 
     @api.get("/v1/clusters")
     def clusters(self) -> dict[str, Any]:
@@ -161,6 +171,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
     @api.websocket("/v1/conversations/ws")
     async def converse_live(self, ws: WebSocket) -> None:
         """A live conversation: see graphs/api/live.py for the protocol."""
+        self.loop_lag.ensure_running()
         await ws.accept()
         try:
             opening = await ws.receive_json()
