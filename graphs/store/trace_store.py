@@ -11,7 +11,7 @@ import enum
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -26,9 +26,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -95,6 +98,8 @@ class AudioRecord(_Base):
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # Why the recording is gone while its row stays (retention), so a fetch can say 410, not 404.
+    removed: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AnnotationRecord(_Base):
@@ -113,6 +118,18 @@ class AnnotationRecord(_Base):
 
 class AnnotationError(ValueError):
     pass
+
+
+class TrackBusy(RuntimeError):
+    """A turn of the track is running: deleting it now would leave that turn's later writes behind."""
+
+
+def _add_missing_columns(engine) -> None:
+    """create_all makes missing tables only; databases from before `audio.removed` get the column here."""
+    columns = {c["name"] for c in inspect(engine).get_columns("audio")}
+    if "removed" not in columns:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE audio ADD COLUMN removed TEXT"))
 
 
 def _jsonable(value: Any) -> Any:
@@ -153,6 +170,7 @@ class TraceStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         _Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     # writes, in the order a turn makes them
@@ -302,16 +320,49 @@ class TraceStore:
             s.add(record)
         return record.id
 
+    def delete_track(self, track_id: str) -> bool:
+        """Delete a track with its task records, audio and annotations; False if there is no such track.
+
+        Raises TrackBusy while one of its tasks is pending or started. The check and the deletes
+        are one transaction (SQLite: BEGIN IMMEDIATE), so no turn can begin in between.
+        """
+        with self._session.begin() as s:
+            track = s.get(TrackRecord, track_id, with_for_update=True)
+            if track is None:
+                return False
+            running = s.scalar(
+                select(func.count())
+                .select_from(TaskRecord)
+                .where(TaskRecord.track_id == track_id, TaskRecord.status.in_(OPEN))
+            )
+            if running:
+                raise TrackBusy(f"track {track_id!r} has a turn running; delete it once the turn has ended")
+            for table in (AnnotationRecord, AudioRecord, TaskRecord):
+                s.execute(delete(table).where(table.track_id == track_id))
+            s.delete(track)
+        return True
+
+    def purge_audio(self, older_than_days: float, now: datetime | None = None) -> int:
+        """Drop the recordings older than `older_than_days`, keeping their rows marked removed; returns how many."""
+        cutoff = (now or _now()) - timedelta(days=older_than_days)
+        with self._session.begin() as s:
+            return s.execute(
+                update(AudioRecord)
+                .where(AudioRecord.created_at < cutoff, AudioRecord.removed.is_(None))
+                .values(data=b"", removed=f"removed by retention: kept for {older_than_days:g} days")
+            ).rowcount
+
     def _set(self, task_id: str, **values: Any) -> None:
         with self._session.begin() as s:
             s.execute(update(TaskRecord).where(TaskRecord.id == task_id).values(updated_at=_now(), **values))
 
     # reads
 
-    def audio(self, audio_id: str) -> tuple[bytes, str] | None:
+    def audio(self, audio_id: str) -> tuple[bytes, str, str | None] | None:
+        """(data, media type, why it was removed or None), or None for an unknown id."""
         with self._session() as s:
             record = s.get(AudioRecord, audio_id)
-            return (record.data, record.media_type) if record else None
+            return (record.data, record.media_type, record.removed) if record else None
 
     def history(self, track_id: str, turns: int) -> list[dict[str, str]]:
         """The last `turns` exchanges of a track as chat messages, oldest first.
@@ -375,35 +426,51 @@ class TraceStore:
             ).all()
         return {stage or "overall": {"mean": float(mean), "count": count} for stage, mean, count in rows}
 
-    def tracks(self, cluster: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """The newest tracks with a summary of their turns."""
-        with self._session() as s:
-            query = select(TrackRecord).order_by(TrackRecord.created_at.desc()).limit(limit)
-            if cluster:
-                query = query.where(TrackRecord.cluster == cluster)
-            tracks = s.scalars(query).all()
-            tasks = s.scalars(
-                select(TaskRecord)
-                .where(TaskRecord.track_id.in_([t.id for t in tracks]))
-                .order_by(TaskRecord.turn, TaskRecord.position)
-            ).all()
-        by_track: dict[str, list[dict]] = {}
-        for task in tasks:
-            by_track.setdefault(task.track_id, []).append(_task_dict(task))
-        out = []
-        for track in tracks:
-            turns = summarise_turns(by_track.get(track.id, []))
-            out.append(
-                {
-                    "track_id": track.id,
-                    "cluster": track.cluster,
-                    "created_at": track.created_at.isoformat(),
-                    "turns": len(turns),
-                    "status": turns[-1]["status"] if turns else "empty",
-                    "end_to_end_s": turns[-1].get("end_to_end_s") if turns else None,
-                }
-            )
-        return out
+    def tracks(
+        self,
+        cluster: str | None = None,
+        limit: int = 200,
+        status: str | None = None,
+        since: datetime | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """The newest tracks with a summary of their turns, skipping the first `offset` that match.
+
+        A track's status is its last turn's, known only from its tasks, so tracks are read in
+        batches, newest first, until `limit` of them match.
+        """
+        query = select(TrackRecord).order_by(TrackRecord.created_at.desc(), TrackRecord.id)
+        if cluster:
+            query = query.where(TrackRecord.cluster == cluster)
+        if since is not None:
+            query = query.where(TrackRecord.created_at >= since)
+        if status is None:
+            query, offset = query.offset(offset), 0
+        out: list[dict[str, Any]] = []
+        batch, start = max(limit, 50), 0
+        while len(out) < limit:
+            with self._session() as s:
+                tracks = s.scalars(query.offset(start).limit(batch) if status is not None else query.limit(limit)).all()
+                tasks = s.scalars(
+                    select(TaskRecord)
+                    .where(TaskRecord.track_id.in_([t.id for t in tracks]))
+                    .order_by(TaskRecord.turn, TaskRecord.position)
+                ).all()
+            by_track: dict[str, list[dict]] = {}
+            for task in tasks:
+                by_track.setdefault(task.track_id, []).append(_task_dict(task))
+            for track in tracks:
+                summary = _track_summary(track, by_track.get(track.id, []))
+                if status is not None and summary["status"] != status:
+                    continue
+                if offset:
+                    offset -= 1
+                    continue
+                out.append(summary)
+            if status is None or len(tracks) < batch:
+                break
+            start += batch
+        return out[:limit]
 
     def cluster_turns(self, cluster: str, limit: int = 500) -> list[list[dict[str, Any]]]:
         """The tasks of a cluster's newest turns, one list per turn, for its benchmark page."""
@@ -446,6 +513,7 @@ class TraceStore:
                     AudioRecord.media_type,
                     AudioRecord.sample_rate,
                     AudioRecord.duration_s,
+                    AudioRecord.removed,
                 )
                 .where(AudioRecord.track_id == track_id)
                 .order_by(AudioRecord.turn, AudioRecord.created_at)
@@ -483,6 +551,19 @@ def _task_dict(t: TaskRecord) -> dict[str, Any]:
         "error": t.error,
         "created_at": t.created_at.isoformat(),
         "updated_at": t.updated_at.isoformat(),
+    }
+
+
+def _track_summary(track: TrackRecord, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    turns = summarise_turns(tasks)
+    return {
+        "track_id": track.id,
+        "cluster": track.cluster,
+        "created_at": track.created_at.isoformat(),
+        "turns": len(turns),
+        "status": turns[-1]["status"] if turns else "empty",
+        "end_to_end_s": turns[-1].get("end_to_end_s") if turns else None,
+        "last_activity": max([track.updated_at.isoformat(), *(t["updated_at"] for t in tasks)]),
     }
 
 
