@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
 import string
 import threading
 import time
@@ -28,6 +31,32 @@ DEFAULT_CONTEXT = {
     "context": "Notes that may help (use them only if they answer the question):\n{context}",
     "image_text": "What the person is showing you: {image_text}",
 }
+
+
+def described_image(url: str) -> str:
+    """What a task record keeps of an image sent inline: its type, size and hash, never its bytes
+    (a few photos in base64 would make each record megabytes)."""
+    header, _, payload = url.partition(",")
+    if not header.startswith("data:"):
+        return url  # a link is small and says where the image was
+    kind = header[5:].split(";")[0].removeprefix("image/") or "image"
+    try:
+        data = base64.b64decode(payload) if header.endswith(";base64") else payload.encode()
+    except (binascii.Error, ValueError):
+        data = payload.encode()
+    return f"<{kind}, {len(data) / 1024:.0f} KB, sha256 {hashlib.sha256(data).hexdigest()[:12]}>"
+
+
+def recorded_prompt(content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """A message's content as its task record keeps it: images as `{"image": "<jpeg, 34 KB, sha256 ...>"}`."""
+    if isinstance(content, str):
+        return content
+    return [
+        {"image": described_image((part.get("image_url") or {}).get("url", ""))}
+        if part.get("type") == "image_url"
+        else part
+        for part in content
+    ]
 
 
 class GenerationSettings(StrictModel):
@@ -158,7 +187,7 @@ class LLMService(Component):
         profile = {
             "reply_text": text,
             "system": messages[0]["content"],
-            "prompt": messages[-1]["content"],
+            "prompt": recorded_prompt(messages[-1]["content"]),
             "history_messages": len(inputs.get("history") or []),
             "pieces": len(pieces),
             "ttfb_s": (first_piece or time.perf_counter()) - t0,
@@ -225,7 +254,7 @@ class LLMService(Component):
         profile = {
             "reply_text": text,
             "system": messages[0]["content"],
-            "prompt": messages[-1]["content"],
+            "prompt": recorded_prompt(messages[-1]["content"]),
             "history_messages": len(inputs.get("history") or []),
             **profile,
         }
