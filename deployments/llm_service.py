@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import string
 import threading
@@ -57,6 +58,19 @@ def recorded_prompt(content: str | list[dict[str, Any]]) -> str | list[dict[str,
         else part
         for part in content
     ]
+
+
+async def _until_done(worker: asyncio.Future) -> None:
+    """Wait for the generation thread even through repeated cancellation (Serve may cancel a stage
+    again while it stops), so the model is free before the stage ends; then re-raise the cancellation."""
+    cancelled = False
+    while not worker.done():
+        try:
+            await asyncio.shield(worker)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class GenerationSettings(StrictModel):
@@ -178,10 +192,12 @@ class LLMService(Component):
         pieces: list[str] = []
         first_piece = None
         backend: dict[str, Any] = {}
-        async for piece in self._pieces(messages, parsed, backend):
-            first_piece = first_piece or time.perf_counter()
-            pieces.append(piece)
-            yield piece
+        # Closed here, not whenever it is collected: a consumer that stops listening stops the model now.
+        async with contextlib.aclosing(self._pieces(messages, parsed, backend)) as stream:
+            async for piece in stream:
+                first_piece = first_piece or time.perf_counter()
+                pieces.append(piece)
+                yield piece
         elapsed = time.perf_counter() - t0
         text = trim_to_sentence("".join(pieces).strip())
         profile = {
@@ -245,7 +261,7 @@ class LLMService(Component):
                     return
         finally:
             stop.set()
-            await worker
+            await _until_done(worker)
 
     def process(self, inputs: dict[str, Any], params: LLMParams) -> tuple[dict[str, Any], dict[str, Any]]:
         messages = self.messages(inputs, params)
