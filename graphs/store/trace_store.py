@@ -2,7 +2,7 @@
 
 SQLite (a file, WAL mode) is the embedded default; give a PostgreSQL URL when the graphs run on
 several nodes. Only cluster graphs write task records and only the ingress reads them, so model
-replicas never touch the database.
+replicas never touch the database. The ingress also deletes tracks and recordings past retention.
 """
 
 from __future__ import annotations
