@@ -436,8 +436,8 @@ class TraceStore:
     ) -> list[dict[str, Any]]:
         """The newest tracks with a summary of their turns, skipping the first `offset` that match.
 
-        A track's status is its last turn's, known only from its tasks, so tracks are read in
-        batches, newest first, until `limit` of them match.
+        A track's status is its last turn's, known only from its tasks, so with a `status` filter
+        tracks are read in batches, newest first, until enough of them match.
         """
         query = select(TrackRecord).order_by(TrackRecord.created_at.desc(), TrackRecord.id)
         if cluster:
@@ -445,32 +445,29 @@ class TraceStore:
         if since is not None:
             query = query.where(TrackRecord.created_at >= since)
         if status is None:
-            query, offset = query.offset(offset), 0
-        out: list[dict[str, Any]] = []
-        batch, start = max(limit, 50), 0
-        while len(out) < limit:
-            with self._session() as s:
-                tracks = s.scalars(query.offset(start).limit(batch) if status is not None else query.limit(limit)).all()
-                tasks = s.scalars(
-                    select(TaskRecord)
-                    .where(TaskRecord.track_id.in_([t.id for t in tracks]))
-                    .order_by(TaskRecord.turn, TaskRecord.position)
-                ).all()
-            by_track: dict[str, list[dict]] = {}
-            for task in tasks:
-                by_track.setdefault(task.track_id, []).append(_task_dict(task))
-            for track in tracks:
-                summary = _track_summary(track, by_track.get(track.id, []))
-                if status is not None and summary["status"] != status:
-                    continue
-                if offset:
-                    offset -= 1
-                    continue
-                out.append(summary)
-            if status is None or len(tracks) < batch:
+            return self._summaries(query.offset(offset).limit(limit))
+        matching: list[dict[str, Any]] = []
+        start, batch = 0, max(offset + limit, 50)
+        while len(matching) < offset + limit:
+            found = self._summaries(query.offset(start).limit(batch))
+            matching += [t for t in found if t["status"] == status]
+            if len(found) < batch:
                 break
             start += batch
-        return out[:limit]
+        return matching[offset : offset + limit]
+
+    def _summaries(self, query) -> list[dict[str, Any]]:
+        with self._session() as s:
+            tracks = s.scalars(query).all()
+            tasks = s.scalars(
+                select(TaskRecord)
+                .where(TaskRecord.track_id.in_([t.id for t in tracks]))
+                .order_by(TaskRecord.turn, TaskRecord.position)
+            ).all()
+        by_track: dict[str, list[dict]] = {}
+        for task in tasks:
+            by_track.setdefault(task.track_id, []).append(_task_dict(task))
+        return [_track_summary(track, by_track.get(track.id, [])) for track in tracks]
 
     def cluster_turns(self, cluster: str, limit: int = 500) -> list[list[dict[str, Any]]]:
         """The tasks of a cluster's newest turns, one list per turn, for its benchmark page."""

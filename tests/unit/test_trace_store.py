@@ -207,3 +207,15 @@ def test_an_older_database_gains_the_removed_column(tmp_path):
     track_id = new_track_id(CLUSTER)
     _finished_turn(store, track_id)
     assert store.track(track_id)["audio"][0]["removed"] is None
+
+
+def test_a_status_filter_reads_past_the_first_batch(url):
+    store = TraceStore(url)
+    done = [new_track_id(CLUSTER) for _ in range(55)]
+    for track_id in done:
+        _finished_turn(store, track_id, audio=False)
+    for _ in range(3):
+        store.begin_turn(new_track_id(CLUSTER), CLUSTER, STAGES)  # newer, still running
+    last = store.tracks(status="completed", limit=2, offset=52)
+    assert [t["track_id"] for t in last] == [done[2], done[1]]
+    assert [t["track_id"] for t in store.tracks(status="completed", limit=5, offset=54)] == [done[0]]
