@@ -34,6 +34,11 @@ class AudioDeviceError(RuntimeError):
 def _sounddevice():
     try:
         import sounddevice
+    except ImportError:  # a client installed without its dependencies, or with --no-deps
+        raise AudioDeviceError(
+            "no audio devices: the sounddevice package is not installed (pip install sounddevice); "
+            "use files instead (--input / --output)"
+        ) from None
     except OSError as exc:  # raised when the PortAudio library itself is missing
         raise AudioDeviceError(f"no audio devices: {exc}; use files instead (--input / --output)") from None
     return sounddevice

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
 import string
 import threading
 import time
@@ -28,6 +32,45 @@ DEFAULT_CONTEXT = {
     "context": "Notes that may help (use them only if they answer the question):\n{context}",
     "image_text": "What the person is showing you: {image_text}",
 }
+
+
+def described_image(url: str) -> str:
+    """What a task record keeps of an image sent inline: its type, size and hash, never its bytes
+    (a few photos in base64 would make each record megabytes)."""
+    header, _, payload = url.partition(",")
+    if not header.startswith("data:"):
+        return url  # a link is small and says where the image was
+    kind = header[5:].split(";")[0].removeprefix("image/") or "image"
+    try:
+        data = base64.b64decode(payload) if header.endswith(";base64") else payload.encode()
+    except (binascii.Error, ValueError):
+        data = payload.encode()
+    return f"<{kind}, {len(data) / 1024:.0f} KB, sha256 {hashlib.sha256(data).hexdigest()[:12]}>"
+
+
+def recorded_prompt(content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """A message's content as its task record keeps it: images as `{"image": "<jpeg, 34 KB, sha256 ...>"}`."""
+    if isinstance(content, str):
+        return content
+    return [
+        {"image": described_image((part.get("image_url") or {}).get("url", ""))}
+        if part.get("type") == "image_url"
+        else part
+        for part in content
+    ]
+
+
+async def _until_done(worker: asyncio.Future) -> None:
+    """Wait for the generation thread even through repeated cancellation (Serve may cancel a stage
+    again while it stops), so the model is free before the stage ends; then re-raise the cancellation."""
+    cancelled = False
+    while not worker.done():
+        try:
+            await asyncio.shield(worker)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class GenerationSettings(StrictModel):
@@ -149,16 +192,18 @@ class LLMService(Component):
         pieces: list[str] = []
         first_piece = None
         backend: dict[str, Any] = {}
-        async for piece in self._pieces(messages, parsed, backend):
-            first_piece = first_piece or time.perf_counter()
-            pieces.append(piece)
-            yield piece
+        # Closed here, not whenever it is collected: a consumer that stops listening stops the model now.
+        async with contextlib.aclosing(self._pieces(messages, parsed, backend)) as stream:
+            async for piece in stream:
+                first_piece = first_piece or time.perf_counter()
+                pieces.append(piece)
+                yield piece
         elapsed = time.perf_counter() - t0
         text = trim_to_sentence("".join(pieces).strip())
         profile = {
             "reply_text": text,
             "system": messages[0]["content"],
-            "prompt": messages[-1]["content"],
+            "prompt": recorded_prompt(messages[-1]["content"]),
             "history_messages": len(inputs.get("history") or []),
             "pieces": len(pieces),
             "ttfb_s": (first_piece or time.perf_counter()) - t0,
@@ -216,7 +261,7 @@ class LLMService(Component):
                     return
         finally:
             stop.set()
-            await worker
+            await _until_done(worker)
 
     def process(self, inputs: dict[str, Any], params: LLMParams) -> tuple[dict[str, Any], dict[str, Any]]:
         messages = self.messages(inputs, params)
@@ -225,7 +270,7 @@ class LLMService(Component):
         profile = {
             "reply_text": text,
             "system": messages[0]["content"],
-            "prompt": messages[-1]["content"],
+            "prompt": recorded_prompt(messages[-1]["content"]),
             "history_messages": len(inputs.get("history") or []),
             **profile,
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.serve import Application
 
@@ -33,6 +33,8 @@ class AppArgs(BaseModel):
     enabled_clusters: list[str] = [DEFAULT_CLUSTER]
     trace_store_url: str = "sqlite:///data/omniserve.db"
     max_audio_seconds: float = 120.0
+    # Days the user's and reply recordings are kept; older ones are removed (their records stay). None: forever.
+    audio_retention_days: float | None = Field(None, gt=0)
     openai_api: OpenAIAPIArgs = OpenAIAPIArgs()
     # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); each track becomes a trace.
     otlp_endpoint: str | None = None
@@ -186,4 +188,5 @@ def build_app(args: dict[str, Any]) -> Application:
         parsed.max_audio_seconds,
         openai_models,
         parsed.openai_api.model_dump(),
+        parsed.audio_retention_days,
     )

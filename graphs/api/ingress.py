@@ -4,9 +4,13 @@ import asyncio
 import base64
 import io
 import json
+import logging
+import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import File, Form, HTTPException, Query, Request, UploadFile, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -24,11 +28,32 @@ from graphs.api.vad import VADSettings
 from graphs.observability.latency import overhead_s
 from graphs.observability.loop_lag import WINDOW_S, LoopLagProbe
 from graphs.pipeline.turn import TurnOutcome, TurnRequest
-from graphs.store.trace_store import AnnotationError, TraceStore, summarise_turns
+from graphs.store.trace_store import AnnotationError, TraceStore, TrackBusy, summarise_turns
 from omniwire import audio
 from omniwire.frames import ErrorFrame, StartFrame
 from omniwire.profile import model_time, transfer_time
 from omniwire.tracks import TrackIdError, new_track_id, parse_track_id
+
+logger = logging.getLogger("ray.serve")
+
+TRACK_STATUSES = ("completed", "failed", "cancelled", "running", "empty")
+# How often a replica drops recordings past the retention period (also once at start).
+PURGE_INTERVAL_S = 300.0
+
+
+def parse_since(value: str) -> datetime:
+    """`since` as epoch seconds or an ISO 8601 timestamp (UTC unless it names an offset)."""
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise HTTPException(
+            422, f"since: {value!r} is neither epoch seconds nor an ISO 8601 timestamp (e.g. 2026-01-31T12:00:00Z)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 class Rating(BaseModel):
@@ -64,6 +89,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         max_audio_seconds: float,
         openai_models: dict[str, tuple[str, Any]],
         openai_args: dict[str, Any],
+        audio_retention_days: float | None = None,
     ):
         self.graphs = graphs
         self.catalog = {c["name"]: c for c in catalog}
@@ -75,6 +101,20 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         self.end_of_turn = EndOfTurnModel()
         SileroStream()
         self.loop_lag = LoopLagProbe()
+        if audio_retention_days is not None:
+            threading.Thread(
+                target=self._purge_audio, args=(audio_retention_days,), name="audio-retention", daemon=True
+            ).start()
+
+    def _purge_audio(self, days: float) -> None:
+        """At start and every PURGE_INTERVAL_S; a thread, so a slow purge never holds up a request."""
+        while True:
+            try:
+                if removed := self.store.purge_audio(days):
+                    logger.info("audio retention: removed %d recordings older than %g days", removed, days)
+            except Exception:
+                logger.exception("audio retention: the purge failed; trying again later")
+            time.sleep(PURGE_INTERVAL_S)
 
     @api.get("/healthz")
     async def healthz(
@@ -91,6 +131,36 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
     @api.get("/v1/clusters")
     def clusters(self) -> dict[str, Any]:
         return {"clusters": list(self.catalog.values())}
+
+    @api.get("/v1/tracks")
+    async def list_tracks(
+        self,
+        cluster: str | None = Query(None, description="only this cluster's tracks"),
+        status: str | None = Query(None, description=f"the last turn's status: one of {', '.join(TRACK_STATUSES)}"),
+        since: str | None = Query(
+            None, description="created at or after: epoch seconds or ISO 8601 (UTC if no offset)"
+        ),
+        limit: int = Query(50, ge=1, le=200),
+        offset: int = Query(0, ge=0, description="how many matching tracks to skip; `next_offset` of the last page"),
+    ) -> dict[str, Any]:
+        """Tracks, newest first, with their turns, status and last activity; `next` is the next page, if any."""
+        if cluster is not None and cluster not in self.catalog:
+            raise HTTPException(422, f"cluster: unknown cluster {cluster!r}; known clusters: {sorted(self.catalog)}")
+        if status is not None and status not in TRACK_STATUSES:
+            raise HTTPException(422, f"status: {status!r} is not one of {list(TRACK_STATUSES)}")
+        after = parse_since(since) if since is not None else None
+        found = await asyncio.to_thread(self.store.tracks, cluster, limit + 1, status, after, offset)
+        next_offset = offset + limit if len(found) > limit else None
+        filters = {k: v for k, v in {"cluster": cluster, "status": status, "since": since}.items() if v is not None}
+        return {
+            "tracks": found[:limit],
+            "limit": limit,
+            "offset": offset,
+            "next_offset": next_offset,
+            "next": None
+            if next_offset is None
+            else f"/v1/tracks?{urlencode({**filters, 'limit': limit, 'offset': next_offset})}",
+        }
 
     @api.get("/v1/tracks/{track_id}")
     async def track(self, track_id: str) -> dict[str, Any]:
@@ -110,12 +180,29 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         except AnnotationError as exc:
             raise HTTPException(400, str(exc)) from None
 
+    @api.delete("/v1/tracks/{track_id}", status_code=204)
+    async def delete_track(self, track_id: str) -> Response:
+        """The track with its task records, audio and annotations; 409 while one of its turns runs."""
+        try:
+            parse_track_id(track_id)
+        except TrackIdError as exc:
+            raise HTTPException(400, str(exc)) from None
+        try:
+            deleted = await asyncio.to_thread(self.store.delete_track, track_id)
+        except TrackBusy as exc:
+            raise HTTPException(409, str(exc)) from None
+        if not deleted:
+            raise HTTPException(404, f"unknown track {track_id!r}")
+        return Response(status_code=204)
+
     @api.get("/v1/audio/{audio_id}")
     async def audio_file(self, audio_id: str) -> Response:
         found = await asyncio.to_thread(self.store.audio, audio_id)
         if found is None:
             raise HTTPException(404, f"unknown audio {audio_id!r}")
-        data, media_type = found
+        data, media_type, removed = found
+        if removed:
+            raise HTTPException(410, f"audio {audio_id!r} is gone: {removed}")
         return Response(content=data, media_type=media_type)
 
     @api.post("/v1/conversations")

@@ -133,9 +133,7 @@ class TracePages:
 
     @api.get("/tracks", response_class=HTMLResponse, include_in_schema=False)
     async def tracks_page(self, cluster: str | None = None, status: str | None = None) -> HTMLResponse:
-        tracks = await asyncio.to_thread(self.store.tracks, cluster or None)
-        if status:
-            tracks = [t for t in tracks if t["status"] == status]
+        tracks = await asyncio.to_thread(self.store.tracks, cluster or None, 200, status or None)
         return self._render(
             "tracks.html",
             tracks=tracks,

@@ -28,7 +28,16 @@ from graphs.observability.latency import stage_profile
 from graphs.observability.metrics import ClusterMetrics
 from graphs.observability.otel import TrackTracer
 from graphs.pipeline.streaming import piped
-from graphs.pipeline.turn import NO_SPEECH, Stage, Turn, TurnOutcome, TurnRecords, TurnRequest, error_text
+from graphs.pipeline.turn import (
+    NO_SPEECH,
+    Stage,
+    Turn,
+    TurnOutcome,
+    TurnRecords,
+    TurnRequest,
+    cancelled_by_serve,
+    error_text,
+)
 from graphs.store.trace_store import TaskStatus, TraceStore
 from omniwire.audio import MODEL_RATE, encode_wav
 from omniwire.frames import EndFrame, Frame, MetricsFrame, StartFrame, SyncFrame
@@ -196,6 +205,8 @@ class ClusterGraph:
         try:
             result = await self.models[stage.model].run.remote(inputs, stage.params)
         except Exception as exc:
+            if cancelled_by_serve(exc):
+                raise asyncio.CancelledError from None  # recorded as cancelled, with the whole turn
             return [records.failed(stage, error_text(exc), ts_start, time.perf_counter() - t0)]
         elapsed = time.perf_counter() - t0
         profile = stage_profile(ts_start, elapsed, result.model_s, result.ts_model_start)

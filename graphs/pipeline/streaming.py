@@ -15,10 +15,11 @@ from typing import Any
 
 from deployments.base import StageOutput
 from graphs.observability.latency import stage_profile
-from graphs.pipeline.turn import Stage, Turn, TurnRecords, error_text
+from graphs.pipeline.turn import Stage, Turn, TurnRecords, cancelled_by_serve, error_text
 from omniwire.frames import MetricsFrame
 
 _DONE = object()
+_CANCELLED = object()  # Serve cancelled the upstream stage: the turn is being cancelled
 
 
 @dataclass
@@ -70,7 +71,7 @@ async def piped(
                 for chunk in chunker.push(item):
                     chunks.put_nowait(chunk)
         except Exception as exc:
-            out.put_nowait(_Failure(up, error_text(exc)))
+            out.put_nowait(_CANCELLED if cancelled_by_serve(exc) else _Failure(up, error_text(exc)))
             return
         finally:
             pieces.cancel()
@@ -146,6 +147,8 @@ async def piped(
             item = await out.get()
             if item is _DONE:
                 finished += 1
+            elif item is _CANCELLED:
+                raise asyncio.CancelledError  # the turn is being cancelled: record it as interrupted below
             elif isinstance(item, _Failure):
                 for w in workers:
                     w.cancel()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ray.serve.exceptions import RequestCancelledError
 
 from deployments.base import KINDS, Contract
 from graphs.observability.latency import FirstAudio
@@ -94,6 +95,19 @@ class Turn:
             self.spoken.append(frame.text)
         self.audio.append(from_pcm16(frame.audio))
         self.audio_rate = frame.sample_rate
+
+
+# What a model replica's async generator says when Serve closes it while it waits for its next
+# piece (a barge-in mid-token): the stream was stopped, it did not fail.
+_CLOSED_MID_PIECE = ("generator already executing", "generator is already running")
+
+
+def cancelled_by_serve(exc: BaseException) -> bool:
+    """Whether a stage's error is Serve cancelling it (this turn is being cancelled), not a failure."""
+    if isinstance(exc, RequestCancelledError):
+        return True
+    cause = getattr(exc, "cause", None) or exc
+    return isinstance(cause, (RuntimeError, ValueError)) and any(m in str(cause) for m in _CLOSED_MID_PIECE)
 
 
 def error_text(exc: BaseException) -> str:

@@ -2,7 +2,7 @@
 
 SQLite (a file, WAL mode) is the embedded default; give a PostgreSQL URL when the graphs run on
 several nodes. Only cluster graphs write task records and only the ingress reads them, so model
-replicas never touch the database.
+replicas never touch the database. The ingress also deletes tracks and recordings past retention.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import enum
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -26,9 +26,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -95,6 +98,8 @@ class AudioRecord(_Base):
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # Why the recording is gone while its row stays (retention), so a fetch can say 410, not 404.
+    removed: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AnnotationRecord(_Base):
@@ -113,6 +118,18 @@ class AnnotationRecord(_Base):
 
 class AnnotationError(ValueError):
     pass
+
+
+class TrackBusy(RuntimeError):
+    """A turn of the track is running: deleting it now would leave that turn's later writes behind."""
+
+
+def _add_missing_columns(engine) -> None:
+    """create_all makes missing tables only; databases from before `audio.removed` get the column here."""
+    columns = {c["name"] for c in inspect(engine).get_columns("audio")}
+    if "removed" not in columns:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE audio ADD COLUMN removed TEXT"))
 
 
 def _jsonable(value: Any) -> Any:
@@ -153,6 +170,7 @@ class TraceStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         _Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     # writes, in the order a turn makes them
@@ -302,16 +320,49 @@ class TraceStore:
             s.add(record)
         return record.id
 
+    def delete_track(self, track_id: str) -> bool:
+        """Delete a track with its task records, audio and annotations; False if there is no such track.
+
+        Raises TrackBusy while one of its tasks is pending or started. The check and the deletes
+        are one transaction (SQLite: BEGIN IMMEDIATE), so no turn can begin in between.
+        """
+        with self._session.begin() as s:
+            track = s.get(TrackRecord, track_id, with_for_update=True)
+            if track is None:
+                return False
+            running = s.scalar(
+                select(func.count())
+                .select_from(TaskRecord)
+                .where(TaskRecord.track_id == track_id, TaskRecord.status.in_(OPEN))
+            )
+            if running:
+                raise TrackBusy(f"track {track_id!r} has a turn running; delete it once the turn has ended")
+            for table in (AnnotationRecord, AudioRecord, TaskRecord):
+                s.execute(delete(table).where(table.track_id == track_id))
+            s.delete(track)
+        return True
+
+    def purge_audio(self, older_than_days: float, now: datetime | None = None) -> int:
+        """Drop the recordings older than `older_than_days`, keeping their rows marked removed; returns how many."""
+        cutoff = (now or _now()) - timedelta(days=older_than_days)
+        with self._session.begin() as s:
+            return s.execute(
+                update(AudioRecord)
+                .where(AudioRecord.created_at < cutoff, AudioRecord.removed.is_(None))
+                .values(data=b"", removed=f"removed by retention: kept for {older_than_days:g} days")
+            ).rowcount
+
     def _set(self, task_id: str, **values: Any) -> None:
         with self._session.begin() as s:
             s.execute(update(TaskRecord).where(TaskRecord.id == task_id).values(updated_at=_now(), **values))
 
     # reads
 
-    def audio(self, audio_id: str) -> tuple[bytes, str] | None:
+    def audio(self, audio_id: str) -> tuple[bytes, str, str | None] | None:
+        """(data, media type, why it was removed or None), or None for an unknown id."""
         with self._session() as s:
             record = s.get(AudioRecord, audio_id)
-            return (record.data, record.media_type) if record else None
+            return (record.data, record.media_type, record.removed) if record else None
 
     def history(self, track_id: str, turns: int) -> list[dict[str, str]]:
         """The last `turns` exchanges of a track as chat messages, oldest first.
@@ -375,12 +426,38 @@ class TraceStore:
             ).all()
         return {stage or "overall": {"mean": float(mean), "count": count} for stage, mean, count in rows}
 
-    def tracks(self, cluster: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """The newest tracks with a summary of their turns."""
+    def tracks(
+        self,
+        cluster: str | None = None,
+        limit: int = 200,
+        status: str | None = None,
+        since: datetime | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """The newest tracks with a summary of their turns, skipping the first `offset` that match.
+
+        A track's status is its last turn's, known only from its tasks, so with a `status` filter
+        tracks are read in batches, newest first, until enough of them match.
+        """
+        query = select(TrackRecord).order_by(TrackRecord.created_at.desc(), TrackRecord.id)
+        if cluster:
+            query = query.where(TrackRecord.cluster == cluster)
+        if since is not None:
+            query = query.where(TrackRecord.created_at >= since)
+        if status is None:
+            return self._summaries(query.offset(offset).limit(limit))
+        matching: list[dict[str, Any]] = []
+        start, batch = 0, max(offset + limit, 50)
+        while len(matching) < offset + limit:
+            found = self._summaries(query.offset(start).limit(batch))
+            matching += [t for t in found if t["status"] == status]
+            if len(found) < batch:
+                break
+            start += batch
+        return matching[offset : offset + limit]
+
+    def _summaries(self, query) -> list[dict[str, Any]]:
         with self._session() as s:
-            query = select(TrackRecord).order_by(TrackRecord.created_at.desc()).limit(limit)
-            if cluster:
-                query = query.where(TrackRecord.cluster == cluster)
             tracks = s.scalars(query).all()
             tasks = s.scalars(
                 select(TaskRecord)
@@ -390,20 +467,7 @@ class TraceStore:
         by_track: dict[str, list[dict]] = {}
         for task in tasks:
             by_track.setdefault(task.track_id, []).append(_task_dict(task))
-        out = []
-        for track in tracks:
-            turns = summarise_turns(by_track.get(track.id, []))
-            out.append(
-                {
-                    "track_id": track.id,
-                    "cluster": track.cluster,
-                    "created_at": track.created_at.isoformat(),
-                    "turns": len(turns),
-                    "status": turns[-1]["status"] if turns else "empty",
-                    "end_to_end_s": turns[-1].get("end_to_end_s") if turns else None,
-                }
-            )
-        return out
+        return [_track_summary(track, by_track.get(track.id, [])) for track in tracks]
 
     def cluster_turns(self, cluster: str, limit: int = 500) -> list[list[dict[str, Any]]]:
         """The tasks of a cluster's newest turns, one list per turn, for its benchmark page."""
@@ -446,6 +510,7 @@ class TraceStore:
                     AudioRecord.media_type,
                     AudioRecord.sample_rate,
                     AudioRecord.duration_s,
+                    AudioRecord.removed,
                 )
                 .where(AudioRecord.track_id == track_id)
                 .order_by(AudioRecord.turn, AudioRecord.created_at)
@@ -483,6 +548,19 @@ def _task_dict(t: TaskRecord) -> dict[str, Any]:
         "error": t.error,
         "created_at": t.created_at.isoformat(),
         "updated_at": t.updated_at.isoformat(),
+    }
+
+
+def _track_summary(track: TrackRecord, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    turns = summarise_turns(tasks)
+    return {
+        "track_id": track.id,
+        "cluster": track.cluster,
+        "created_at": track.created_at.isoformat(),
+        "turns": len(turns),
+        "status": turns[-1]["status"] if turns else "empty",
+        "end_to_end_s": turns[-1].get("end_to_end_s") if turns else None,
+        "last_activity": max([track.updated_at.isoformat(), *(t["updated_at"] for t in tasks)]),
     }
 
 

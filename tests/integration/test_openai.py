@@ -7,8 +7,10 @@ import io
 import openai
 import pytest
 import soundfile as sf
+from sqlalchemy import select
 
 from bench.speech import speak
+from graphs.store.trace_store import TaskRecord, TraceStore
 from tests.integration.test_conversation import post, stages_of, voiced_seconds, words
 from tests.pictures import sign
 
@@ -145,6 +147,14 @@ def test_gpt_4o_cluster_sends_the_pictures(server):
     assert response.status_code == 200, response.text
     tasks = stages_of(server, response.json()["track_id"])
     assert tasks["gpt_4o"]["result_profile"]["images"] == 1
+    # The prompt keeps a description of the picture, not the picture: no base64 anywhere in the records.
+    image_part = tasks["gpt_4o"]["result_profile"]["prompt"][1]
+    assert image_part["image"].startswith("<png, ") and "sha256" in image_part["image"]
+    store = TraceStore(server.trace_store_url)
+    with store.engine.connect() as conn:
+        stored = conn.execute(select(TaskRecord.parameters, TaskRecord.result_profile, TaskRecord.error)).all()
+    inline = base64.b64encode(sign()).decode("ascii")[:40]
+    assert not [row for row in stored if "base64," in str(row) or inline in str(row)]
 
 
 def test_gpt_35_rag_cluster_retrieves_before_asking(server):

@@ -123,6 +123,7 @@ def test_speaking_over_a_reply_stops_it(server):
     assert "ErrorFrame" not in types, "an interruption is not an error"
 
     first = stages_of(server, start["track_id"], 1)
+    assert first["hf_llm"]["status"] in ("completed", "cancelled"), first["hf_llm"]["error"]
     assert first["text_to_speech"]["status"] == "cancelled"
     assert first["text_to_speech"]["result_profile"]["interrupted"]
     spoken = first["text_to_speech"]["result_profile"]["spoken_text"]

@@ -11,6 +11,7 @@ import uuid
 import numpy as np
 import pytest
 from ray import serve
+from ray.serve.exceptions import RequestCancelledError
 
 from deployments.base import KINDS, Contract, register
 from deployments.llm_service import LLMService
@@ -66,6 +67,19 @@ class FailingLLM(LLMService):
         raise RuntimeError("CUDA out of memory")
 
 
+@register("test_closed_mid_token_llm")
+class ClosedMidTokenLLM(LLMService):
+    """Says two words, then ends as a replica's stream does when Serve closes it while it waits for a token."""
+
+    def generate(self, messages, params):
+        return "Two words", {}
+
+    def stream(self, messages, settings, stop):
+        yield "Two words "
+        time.sleep(0.1)
+        raise RuntimeError("aclose(): asynchronous generator is already running")
+
+
 @register("test_beep_tts")
 class BeepTextToSpeech(TextToSpeechService):
     def synthesize(self, text, params):
@@ -80,6 +94,7 @@ CONFIG = {
         "broken": {"component": "test_failing_llm"},
         "tts": {"component": "test_beep_tts"},
         "slow": {"component": "test_slow_llm"},
+        "closed": {"component": "test_closed_mid_token_llm"},
     },
     "clusters": {
         "GOOD": {
@@ -93,6 +108,13 @@ CONFIG = {
             "stages": [
                 {"name": "speech_to_text", "model": "stt"},
                 {"name": "llm", "model": "slow", "params": {"prompt_template": "{transcript}"}},
+                {"name": "text_to_speech", "model": "tts"},
+            ]
+        },
+        "BARGED_IN": {
+            "stages": [
+                {"name": "speech_to_text", "model": "stt"},
+                {"name": "llm", "model": "closed", "params": {"prompt_template": "{transcript}"}},
                 {"name": "text_to_speech", "model": "tts"},
             ]
         },
@@ -115,7 +137,7 @@ def store_url(tmp_path_factory):
 @pytest.fixture(scope="module")
 def handles(store_url):
     config = parse_clusters(CONFIG)
-    graphs = build_graphs(config, ["GOOD", "BROKEN", "STREAMING"], store_url)
+    graphs = build_graphs(config, ["GOOD", "BROKEN", "STREAMING", "BARGED_IN"], store_url)
     return {
         name: serve.run(app, name=name, route_prefix=None, _local_testing_mode=True) for name, app in graphs.items()
     }
@@ -228,6 +250,23 @@ def test_hanging_up_mid_reply_cancels_the_rest_and_keeps_what_was_spoken(handles
     assert tasks["text_to_speech"]["result_profile"]["spoken_text"] == "The first sentence is here."
     assert len(tasks["llm"]["result_profile"]["reply_text"]) < len(SlowLLM.REPLY), "generation stopped early"
     assert store.history(track_id, 5)[-1] == {"role": "assistant", "content": "The first sentence is here."}
+
+
+def test_a_stage_closed_by_serve_mid_token_is_cancelled_not_failed(handles, store_url):
+    """A barge-in while the LLM waits for its next token: Serve closes its stream, which reports
+    that its generator was still running; the turn and its stages are cancelled, not failed."""
+    with pytest.raises((asyncio.CancelledError, RequestCancelledError)):
+        stream_turn(handles, "BARGED_IN", SPEECH)
+    track = TraceStore(store_url).track(_last_track(store_url, "BARGED_IN"))
+    tasks = {t["task_name"]: t for t in track["tasks"]}
+    assert tasks["speech_to_text"]["status"] == "completed"
+    assert [tasks[n]["status"] for n in ("llm", "text_to_speech")] == ["cancelled", "cancelled"]
+    assert "already running" not in (tasks["llm"]["error"] or "")
+    assert tasks["llm"]["result_profile"]["reply_text"] == "Two words"
+
+
+def _last_track(store_url, cluster):
+    return TraceStore(store_url).tracks(cluster)[0]["track_id"]
 
 
 def test_any_kind_that_streams_a_slot_feeds_a_kind_that_takes_it_in_pieces(monkeypatch, store_url):

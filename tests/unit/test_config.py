@@ -232,6 +232,10 @@ def test_app_args_are_validated():
     assert parse_args({}) == AppArgs()
     with pytest.raises(ConfigError, match="args.enable_clusters: Extra inputs are not permitted"):
         parse_args({"enable_clusters": ["X"]})
+    assert AppArgs().audio_retention_days is None, "recordings are kept unless a retention is set"
+    assert parse_args({"audio_retention_days": 30}).audio_retention_days == 30
+    with pytest.raises(ConfigError, match="args.audio_retention_days: Input should be greater than 0"):
+        parse_args({"audio_retention_days": 0})
 
 
 def test_parallel_steps_load_and_their_branches_are_checked(tmp_path):

@@ -117,3 +117,30 @@ def test_a_local_onnxruntime_genai_directory_is_taken_as_the_model(tmp_path):
         onnx_llm_model_dir(str(tmp_path))
     (tmp_path / "genai_config.json").write_text("{}")
     assert onnx_llm_model_dir(str(tmp_path)) == tmp_path
+
+
+@pytest.mark.parametrize("cancellations", [1, 2])
+def test_a_barge_in_while_a_token_is_awaited_cancels_cleanly_and_frees_the_model(llm, cancellations):
+    """The graph cancels the LLM stage while it waits for the next token (a barge-in), once or, as
+    Serve may while the stage is stopping, twice: the stage ends cancelled, never with another error,
+    and the model is free by then."""
+    story = {"transcript": "Tell me a long story about a dragon and a knight."}
+
+    async def barge_in():
+        stream = llm.run_stream(story, {"prompt_template": "{transcript}", "max_new_tokens": 200})
+        assert isinstance(await anext(stream), str)
+        waiting = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.01)
+        assert not waiting.done(), "the consumer is inside the wait for a token"
+        for _ in range(cancellations):
+            waiting.cancel()
+            await asyncio.sleep(0)
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert llm._lock.acquire(blocking=False), "the generation ended before the stage did"
+        llm._lock.release()
+        with pytest.raises(StopAsyncIteration):
+            await anext(stream)
+        return await llm.run({"transcript": "What is the capital city of France?"}, {"prompt_template": "{transcript}"})
+
+    assert "paris" in asyncio.run(barge_in()).outputs["reply_text"].lower()

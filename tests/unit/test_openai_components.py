@@ -3,6 +3,7 @@ including the 503s it sends under load: retries, the API's own timing, and a mis
 
 import asyncio
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -75,3 +76,21 @@ def test_a_missing_key_is_named(monkeypatch):
     assert OpenAISpeechToText.unavailable_reason(options).startswith("OMNISERVE_TEST_KEY is not set")
     with pytest.raises(RuntimeError, match="OMNISERVE_TEST_KEY is not set"):
         OpenAISpeechToText(**options)
+
+
+def test_a_prompt_with_images_is_recorded_without_their_bytes():
+    from deployments.llm_service import recorded_prompt
+    from deployments.openai_chat import data_url
+    from tests.pictures import sign
+
+    png = sign()
+    content = [
+        {"type": "text", "text": "What does it say?"},
+        {"type": "image_url", "image_url": {"url": data_url(png)}},
+    ]
+    recorded = recorded_prompt(content)
+    assert recorded[0] == content[0]
+    image = recorded[1]["image"]
+    assert re.fullmatch(r"<png, \d+ KB, sha256 [0-9a-f]{12}>", image), image
+    assert "base64" not in json.dumps(recorded)
+    assert recorded_prompt("plain words") == "plain words"

@@ -1,8 +1,9 @@
 import multiprocessing
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from graphs.store.trace_store import TaskStatus, TraceStore
+from graphs.store.trace_store import TaskStatus, TraceStore, TrackBusy
 from omniwire.tracks import new_track_id
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
@@ -66,7 +67,7 @@ def test_audio_is_kept_with_the_track(url):
     track_id = new_track_id(CLUSTER)
     turn, _ = store.begin_turn(track_id, CLUSTER, STAGES)
     audio_id = store.add_audio(track_id, turn, "reply", b"RIFF....", "audio/wav", 22050, 1.5)
-    assert store.audio(audio_id) == (b"RIFF....", "audio/wav")
+    assert store.audio(audio_id) == (b"RIFF....", "audio/wav", None)
     assert store.audio("0" * 32) is None
     assert store.track(track_id)["audio"][0]["role"] == "reply"
 
@@ -113,3 +114,108 @@ def test_history_is_the_last_completed_exchanges(url):
     ]
     assert store.history(track_id, 1) == store.history(track_id, 5)[2:]
     assert store.history(track_id, 0) == []
+
+
+def _finished_turn(store: TraceStore, track_id: str, cluster: str = CLUSTER, audio: bool = True) -> list[str]:
+    user_audio = {"data": b"RIFFuser", "media_type": "audio/wav", "sample_rate": 16000, "duration_s": 1.0}
+    turn, ids = store.begin_turn(track_id, cluster, STAGES, user_audio=user_audio if audio else None)
+    for task_id in ids:
+        store.complete_task(task_id, {}, {"model_inference": 0.1, "ts_start": 1.0, "ts_end": 1.1})
+    if audio:
+        store.add_audio(track_id, turn, "reply", b"RIFFreply", "audio/wav", 22050, 1.0)
+    return ids
+
+
+def test_tracks_filter_by_cluster_status_and_time_and_page(url):
+    store = TraceStore(url)
+    other = "CLUSTER_ONNX_ETE_CONVERSATION"
+    done = [new_track_id(CLUSTER) for _ in range(5)]
+    for track_id in done:
+        _finished_turn(store, track_id, audio=False)
+    failed = new_track_id(CLUSTER)
+    _, (stt, *_rest) = store.begin_turn(failed, CLUSTER, STAGES)
+    store.fail_task(stt, "boom", {})
+    running = new_track_id(other)
+    store.begin_turn(running, other, STAGES)
+
+    everything = store.tracks()
+    assert [t["track_id"] for t in everything] == [running, failed, *reversed(done)], "newest first"
+    assert everything[0]["status"] == "running" and everything[0]["cluster"] == other
+    assert everything[1]["status"] == "failed"
+    assert {"turns", "created_at", "last_activity"} <= set(everything[2])
+
+    assert [t["track_id"] for t in store.tracks(cluster=other)] == [running]
+    completed = store.tracks(status="completed", limit=2)
+    assert [t["track_id"] for t in completed] == [done[4], done[3]]
+    assert [t["track_id"] for t in store.tracks(status="completed", limit=2, offset=2)] == [done[2], done[1]]
+    assert [t["track_id"] for t in store.tracks(status="completed", limit=2, offset=4)] == [done[0]]
+    assert [t["track_id"] for t in store.tracks(limit=3, offset=1)] == [failed, done[4], done[3]]
+    assert store.tracks(since=datetime.now(UTC) + timedelta(minutes=1)) == []
+    assert len(store.tracks(since=datetime.now(UTC) - timedelta(minutes=1))) == 7
+
+
+def test_deleting_a_track_leaves_nothing_of_it_and_others_untouched(url):
+    store = TraceStore(url)
+    gone, kept = new_track_id(CLUSTER), new_track_id(CLUSTER)
+    for track_id in (gone, kept):
+        _finished_turn(store, track_id)
+        store.annotate(track_id, 1, None, 4, "fine")
+    gone_audio = [a["id"] for a in store.track(gone)["audio"]]
+
+    assert store.delete_track(gone) is True
+    assert store.track(gone) is None and all(store.audio(a) is None for a in gone_audio)
+    assert store.delete_track(gone) is False
+    track = store.track(kept)
+    assert len(track["tasks"]) == 3 and len(track["audio"]) == 2 and len(track["annotations"]) == 1
+
+
+def test_a_track_with_a_running_turn_is_not_deleted(url):
+    store = TraceStore(url)
+    track_id = new_track_id(CLUSTER)
+    _, (stt, *_rest) = store.begin_turn(track_id, CLUSTER, STAGES)
+    store.start_task(stt, 1.0)
+    with pytest.raises(TrackBusy, match="running"):
+        store.delete_track(track_id)
+    assert len(store.track(track_id)["tasks"]) == 3
+
+
+def test_retention_removes_old_audio_and_keeps_the_records(url):
+    store = TraceStore(url)
+    track_id = new_track_id(CLUSTER)
+    _finished_turn(store, track_id)
+    old = [a["id"] for a in store.track(track_id)["audio"]]
+    assert store.purge_audio(30) == 0, "fresh audio stays"
+    later = datetime.now(UTC) + timedelta(days=31)
+    new_id = store.add_audio(track_id, 1, "reply", b"RIFFnew", "audio/wav", 22050, 1.0)
+    assert store.purge_audio(30, now=later) == 3
+    for audio_id in old + [new_id]:
+        data, _, removed = store.audio(audio_id)
+        assert data == b"" and removed == "removed by retention: kept for 30 days"
+    track = store.track(track_id)
+    assert len(track["tasks"]) == 3 and all(a["removed"] for a in track["audio"])
+    assert store.purge_audio(30, now=later) == 0, "removed once"
+
+
+def test_an_older_database_gains_the_removed_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    TraceStore(f"sqlite:///{path}")
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE audio DROP COLUMN removed")
+    store = TraceStore(f"sqlite:///{path}")
+    track_id = new_track_id(CLUSTER)
+    _finished_turn(store, track_id)
+    assert store.track(track_id)["audio"][0]["removed"] is None
+
+
+def test_a_status_filter_reads_past_the_first_batch(url):
+    store = TraceStore(url)
+    done = [new_track_id(CLUSTER) for _ in range(55)]
+    for track_id in done:
+        _finished_turn(store, track_id, audio=False)
+    for _ in range(3):
+        store.begin_turn(new_track_id(CLUSTER), CLUSTER, STAGES)  # newer, still running
+    last = store.tracks(status="completed", limit=2, offset=52)
+    assert [t["track_id"] for t in last] == [done[2], done[1]]
+    assert [t["track_id"] for t in store.tracks(status="completed", limit=5, offset=54)] == [done[0]]
