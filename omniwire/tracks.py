@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
-_TRACK_ID = re.compile(r"^T-([A-Za-z][A-Za-z0-9_]*)-([0-9a-f]{32})$")
+TRACK_ID_PATTERN = r"^T-([A-Za-z][A-Za-z0-9_]*)-([0-9a-f]{32})$"
+_TRACK_ID = re.compile(TRACK_ID_PATTERN)
 
 
 class TrackIdError(ValueError):

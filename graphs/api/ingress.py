@@ -9,10 +9,10 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import File, Form, HTTPException, Query, Request, UploadFile, WebSocket
+from fastapi import File, Form, HTTPException, Path, Query, Request, UploadFile, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,6 +20,7 @@ from ray import serve
 
 from deployments.silero_vad import SileroStream
 from graphs.api.end_of_turn import EndOfTurnModel
+from graphs.api.errors import errors
 from graphs.api.http_app import api
 from graphs.api.live import LiveConversation
 from graphs.api.openai_routes import OpenAIAPIArgs, OpenAIEndpoints
@@ -32,28 +33,22 @@ from graphs.store.trace_store import AnnotationError, TraceStore, TrackBusy, sum
 from omniwire import audio
 from omniwire.frames import ErrorFrame, StartFrame
 from omniwire.profile import model_time, transfer_time
-from omniwire.tracks import TrackIdError, new_track_id, parse_track_id
+from omniwire.tracks import TRACK_ID_PATTERN, TrackIdError, new_track_id, parse_track_id
 
 logger = logging.getLogger("ray.serve")
 
-TRACK_STATUSES = ("completed", "failed", "cancelled", "running", "empty")
+TrackStatus = Literal["completed", "failed", "cancelled", "running", "empty"]
+# Documented, not enforced by FastAPI: a malformed id gets our 400 naming what is wrong with it.
+TrackIdPath = Annotated[
+    str, Path(description="T-{cluster}-{32 hex digits}", json_schema_extra={"pattern": TRACK_ID_PATTERN})
+]
+# The stream's frames, as newline-delimited JSON or server-sent events; errors found before it starts.
+STREAM_RESPONSES = {
+    200: {"content": {"application/x-ndjson": {}, "text/event-stream": {}}},
+    **errors(400, 404, 413, 415, 422, 503),
+}
 # How often a replica drops recordings past the retention period (also once at start).
 PURGE_INTERVAL_S = 300.0
-
-
-def parse_since(value: str) -> datetime:
-    """`since` as epoch seconds or an ISO 8601 timestamp (UTC unless it names an offset)."""
-    try:
-        return datetime.fromtimestamp(float(value), UTC)
-    except (ValueError, OverflowError, OSError):
-        pass
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise HTTPException(
-            422, f"since: {value!r} is neither epoch seconds nor an ISO 8601 timestamp (e.g. 2026-01-31T12:00:00Z)"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 class Rating(BaseModel):
@@ -132,26 +127,29 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
     def clusters(self) -> dict[str, Any]:
         return {"clusters": list(self.catalog.values())}
 
-    @api.get("/v1/tracks")
+    @api.get("/v1/tracks", responses=errors(404))
     async def list_tracks(
         self,
         cluster: str | None = Query(None, description="only this cluster's tracks"),
-        status: str | None = Query(None, description=f"the last turn's status: one of {', '.join(TRACK_STATUSES)}"),
-        since: str | None = Query(
-            None, description="created at or after: epoch seconds or ISO 8601 (UTC if no offset)"
+        status: TrackStatus | None = Query(None, description="the last turn's status"),
+        since: datetime | float | None = Query(
+            None, description="created at or after: ISO 8601 (UTC if no offset) or epoch seconds"
         ),
         limit: int = Query(50, ge=1, le=200),
         offset: int = Query(0, ge=0, description="how many matching tracks to skip; `next_offset` of the last page"),
     ) -> dict[str, Any]:
         """Tracks, newest first, with their turns, status and last activity; `next` is the next page, if any."""
         if cluster is not None and cluster not in self.catalog:
-            raise HTTPException(422, f"cluster: unknown cluster {cluster!r}; known clusters: {sorted(self.catalog)}")
-        if status is not None and status not in TRACK_STATUSES:
-            raise HTTPException(422, f"status: {status!r} is not one of {list(TRACK_STATUSES)}")
-        after = parse_since(since) if since is not None else None
+            raise HTTPException(404, f"cluster: unknown cluster {cluster!r}; known clusters: {sorted(self.catalog)}")
+        after = None
+        if isinstance(since, float):
+            after = datetime.fromtimestamp(since, UTC)
+        elif since is not None:
+            after = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
         found = await asyncio.to_thread(self.store.tracks, cluster, limit + 1, status, after, offset)
         next_offset = offset + limit if len(found) > limit else None
-        filters = {k: v for k, v in {"cluster": cluster, "status": status, "since": since}.items() if v is not None}
+        filters = {"cluster": cluster, "status": status, "since": after.isoformat() if after else None}
+        filters = {k: v for k, v in filters.items() if v is not None}
         return {
             "tracks": found[:limit],
             "limit": limit,
@@ -162,14 +160,14 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             else f"/v1/tracks?{urlencode({**filters, 'limit': limit, 'offset': next_offset})}",
         }
 
-    @api.get("/v1/tracks/{track_id}")
-    async def track(self, track_id: str) -> dict[str, Any]:
+    @api.get("/v1/tracks/{track_id}", responses=errors(400, 404))
+    async def track(self, track_id: TrackIdPath) -> dict[str, Any]:
         track = await self._track_or_error(track_id)
         track["turns"] = summarise_turns(track["tasks"])
         return track
 
-    @api.post("/v1/tracks/{track_id}/annotations", status_code=201)
-    async def annotate(self, track_id: str, rating: Rating) -> dict[str, Any]:
+    @api.post("/v1/tracks/{track_id}/annotations", status_code=201, responses=errors(400, 404))
+    async def annotate(self, track_id: TrackIdPath, rating: Rating) -> dict[str, Any]:
         """A person's 0-5 rating of a turn, for one stage or overall (stage null), with a note."""
         if not await asyncio.to_thread(self.store.track_exists, track_id):
             raise HTTPException(404, f"unknown track {track_id!r}")
@@ -180,8 +178,8 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         except AnnotationError as exc:
             raise HTTPException(400, str(exc)) from None
 
-    @api.delete("/v1/tracks/{track_id}", status_code=204)
-    async def delete_track(self, track_id: str) -> Response:
+    @api.delete("/v1/tracks/{track_id}", status_code=204, responses=errors(400, 404, 409))
+    async def delete_track(self, track_id: TrackIdPath) -> Response:
         """The track with its task records, audio and annotations; 409 while one of its turns runs."""
         try:
             parse_track_id(track_id)
@@ -195,7 +193,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             raise HTTPException(404, f"unknown track {track_id!r}")
         return Response(status_code=204)
 
-    @api.get("/v1/audio/{audio_id}")
+    @api.get("/v1/audio/{audio_id}", responses={200: {"content": {"audio/wav": {}}}, **errors(404, 410)})
     async def audio_file(self, audio_id: str) -> Response:
         found = await asyncio.to_thread(self.store.audio, audio_id)
         if found is None:
@@ -205,7 +203,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             raise HTTPException(410, f"audio {audio_id!r} is gone: {removed}")
         return Response(content=data, media_type=media_type)
 
-    @api.post("/v1/conversations")
+    @api.post("/v1/conversations", responses=errors(400, 404, 413, 415, 422, 500, 502, 503))
     async def converse(
         self,
         audio_file: UploadFile | None = File(
@@ -230,7 +228,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         status = {"completed": 200, "no_speech": 422, "failed": 502}[outcome.status]
         return JSONResponse(body, status_code=status)
 
-    @api.post("/v1/conversations/stream")
+    @api.post("/v1/conversations/stream", responses=STREAM_RESPONSES)
     async def converse_streaming(
         self,
         request: Request,

@@ -14,9 +14,13 @@ import uuid
 from typing import Any
 
 from fastapi import File, Form, Header, Request, UploadFile
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from graphs.api.errors import openai_errors
 from graphs.api.http_app import api
 from omniwire import audio
 
@@ -60,6 +64,27 @@ class OpenAIError(Exception):
 async def _openai_error(_request: Request, exc: OpenAIError) -> JSONResponse:
     body = {"error": {"message": exc.message, "type": exc.kind, "param": exc.param, "code": exc.code}}
     return JSONResponse(body, status_code=exc.status)
+
+
+# OpenAI clients parse {"error": {...}}: FastAPI's own errors on these routes (a body that is not JSON,
+# a missing field) are said that way too, as the OpenAI API does, with 400 for a malformed request.
+OPENAI_PATHS = {"/v1/models", "/v1/audio/transcriptions", "/v1/audio/speech", "/v1/chat/completions"}
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    if request.url.path not in OPENAI_PATHS:
+        return await request_validation_exception_handler(request, exc)
+    problem = exc.errors()[0]
+    param = ".".join(str(part) for part in problem["loc"][1:]) or None
+    return await _openai_error(request, OpenAIError(400, f"{param or 'body'}: {problem['msg']}", param=param))
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if request.url.path not in OPENAI_PATHS:
+        return await http_exception_handler(request, exc)
+    return await _openai_error(request, OpenAIError(exc.status_code, str(exc.detail)))
 
 
 class ChatRequest(BaseModel):
@@ -150,7 +175,7 @@ class OpenAIEndpoints:
             )
         return self._model(name, (role,))
 
-    @api.get("/v1/models")
+    @api.get("/v1/models", responses=openai_errors(401))
     def list_models(self, authorization: str | None = Header(None)) -> dict[str, Any]:
         self._authorize(authorization)
         names = sorted(set(self.openai_models) | set(self.openai_args.aliases))
@@ -159,7 +184,13 @@ class OpenAIEndpoints:
             "data": [{"id": n, "object": "model", "created": 0, "owned_by": "omniserve"} for n in names],
         }
 
-    @api.post("/v1/audio/transcriptions")
+    @api.post(
+        "/v1/audio/transcriptions",
+        responses={
+            200: {"content": {"application/json": {}, "text/plain": {}}},
+            **openai_errors(400, 401, 404, 413, 415),
+        },
+    )
     async def transcriptions(
         self,
         file: UploadFile = File(...),
@@ -184,7 +215,7 @@ class OpenAIEndpoints:
             return PlainTextResponse(text, headers=headers)
         return JSONResponse({"text": text}, headers=headers)
 
-    @api.post("/v1/audio/speech")
+    @api.post("/v1/audio/speech", responses={200: {"content": {"audio/wav": {}}}, **openai_errors(400, 401, 404)})
     async def speech(self, body: SpeechRequest, authorization: str | None = Header(None)) -> Response:
         self._authorize(authorization)
         handle = self._model(body.model, ("text_to_speech",))
@@ -200,7 +231,10 @@ class OpenAIEndpoints:
             data, media_type=media_type, headers={"openai-processing-ms": str(round(result.model_s * 1000))}
         )
 
-    @api.post("/v1/chat/completions")
+    @api.post(
+        "/v1/chat/completions",
+        responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}, **openai_errors(400, 401, 404)},
+    )
     async def chat_completions(self, body: ChatRequest, authorization: str | None = Header(None)) -> Response:
         self._authorize(authorization)
         handle = self._model(body.model, ("llm",))

@@ -47,7 +47,6 @@ def test_tracks_are_listed_newest_first_and_paged(server, two_tracks):
 @pytest.mark.parametrize(
     "params,name",
     [
-        ({"cluster": "CLUSTER_NOPE"}, "cluster"),
         ({"status": "happy"}, "status"),
         ({"since": "last tuesday"}, "since"),
         ({"limit": 1000}, "limit"),
@@ -58,6 +57,12 @@ def test_bad_filters_name_the_parameter(server, params, name):
     response = server.http.get("/v1/tracks", params=params)
     assert response.status_code == 422
     assert name in str(response.json()["detail"])
+
+
+def test_an_unknown_cluster_is_not_found_and_named(server):
+    response = server.http.get("/v1/tracks", params={"cluster": "CLUSTER_NOPE"})
+    assert response.status_code == 404
+    assert "CLUSTER_NOPE" in response.json()["detail"]
 
 
 def test_deleting_a_track_leaves_nothing_behind(server, two_tracks):
