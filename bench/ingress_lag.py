@@ -24,6 +24,7 @@ from rich.table import Table
 from websockets.sync.client import connect
 
 from bench.live import QUESTIONS, LiveSession
+from client.api import auth_headers
 from graphs.app import DEFAULT_CLUSTER
 from graphs.launch import serve_locally
 from omniwire.audio import decode
@@ -31,7 +32,9 @@ from omniwire.audio import decode
 
 def session(url: str, cluster: str, questions: list, until: float, results: list, errors: list) -> None:
     try:
-        with connect(url.replace("http://", "ws://") + "/v1/conversations/ws", max_size=None) as ws:
+        with connect(
+            url.replace("http://", "ws://") + "/v1/conversations/ws", max_size=None, additional_headers=auth_headers()
+        ) as ws:
             live = LiveSession(ws, cluster)
             i = 0
             while time.time() < until:
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     from bench.speech import speak
 
     questions = [decode(speak(q)).samples for q in QUESTIONS]
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=auth_headers()) as http:
         http.get("/healthz").raise_for_status()  # starts the probe before the load
         idle_s = 5.0
         time.sleep(idle_s)

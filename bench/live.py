@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from websockets.sync.client import connect
 
+from client.api import auth_headers
 from graphs.app import DEFAULT_CLUSTER
 from graphs.launch import serve_locally
 from graphs.observability.latency import spread
@@ -138,7 +139,9 @@ def main(argv: list[str] | None = None) -> None:
 
     questions = [decode(speak(q)).samples for q in QUESTIONS]
     story = decode(speak(STORY)).samples
-    with connect(url.replace("http://", "ws://") + "/v1/conversations/ws", max_size=None) as ws:
+    with connect(
+        url.replace("http://", "ws://") + "/v1/conversations/ws", max_size=None, additional_headers=auth_headers()
+    ) as ws:
         live = LiveSession(ws, args.cluster)
         with console.status("warming up"):
             live.turn(questions[0])

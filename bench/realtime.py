@@ -34,6 +34,7 @@ from websockets.sync.client import connect
 from bench.eval_set import spoken_questions
 from bench.report import word_errors
 from bench.rubric import score_reply, summarise
+from client.api import auth_headers
 from graphs.api.vad import VADSettings
 from graphs.config import load_clusters
 from graphs.launch import serve_locally
@@ -58,7 +59,7 @@ def live_turn(url: str, cluster: str, samples: np.ndarray, silence_s: float = 2.
     audio = np.concatenate([samples, np.zeros(int(RATE * silence_s), np.float32)])
     ends_at = speech_end(samples)
     frames: list[tuple[float, dict]] = []
-    with connect(ws_url, max_size=None) as ws:
+    with connect(ws_url, max_size=None, additional_headers=auth_headers()) as ws:
         ws.send(json.dumps({"type": "StartFrame", "cluster": cluster}))
         step = int(RATE * CHUNK_S)
         t0 = time.perf_counter()
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     url = args.url or serve_locally(args.config)
     pause_s = VADSettings().pause_ms / 1000
     turns = []
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60, headers=auth_headers()) as http:
         live_turn(url, args.cluster, decode(questions[0][1]).samples)  # warm every replica once
         for question, wav in questions:
             samples = decode(wav).samples

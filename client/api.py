@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,10 +34,16 @@ class ServerUnreachable(ConnectionError):
         self.reason = reason
 
 
+def auth_headers(api_key: str | None = None) -> dict[str, str]:
+    """The header that carries the server's key: the one given, else OMNISERVE_API_KEY, else none."""
+    key = api_key or os.environ.get("OMNISERVE_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 class OmniServeClient:
     def __init__(self, url: str = "http://127.0.0.1:8000", timeout: float = 300.0, api_key: str | None = None):
         self.url = url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.headers = auth_headers(api_key)
         self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=self.headers)
 
     def __enter__(self) -> OmniServeClient:

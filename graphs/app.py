@@ -14,6 +14,7 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.base import components
+from graphs.api.auth import ExposureError, check_exposure
 from graphs.api.ingress import OmniServeIngress
 from graphs.api.openai_routes import OpenAIAPIArgs
 from graphs.config import DEFAULT_CLUSTERS_FILE, ClustersConfig, ConfigError, load_clusters, with_model_options
@@ -38,6 +39,9 @@ class AppArgs(BaseModel):
     openai_api: OpenAIAPIArgs = OpenAIAPIArgs()
     # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); each track becomes a trace.
     otlp_endpoint: str | None = None
+    # Listen beyond localhost with every route open (no OMNISERVE_API_KEY): only behind something that
+    # authenticates for it.
+    allow_unauthenticated: bool = False
     # Options merged over those the clusters file gives a model, e.g. a bigger LLM on a GPU.
     model_options: dict[str, dict[str, Any]] = {}
 
@@ -165,8 +169,32 @@ def build_graphs(
     return graphs
 
 
+def serve_host() -> str | None:
+    """The host Serve's HTTP proxy listens on, from the running Serve controller (None: no Serve here)."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    if not ray.is_initialized():
+        return None
+    client = _get_global_client(raise_if_no_controller_running=False)
+    return client.http_config.host if client is not None else None
+
+
+def check_open_routes(host: str | None, allow_unauthenticated: bool) -> None:
+    """Refuses open routes beyond localhost; says so in the log when the routes are open at all."""
+    if host is None:
+        return
+    try:
+        warning = check_exposure(host, allow_unauthenticated)
+    except ExposureError as exc:
+        raise ConfigError(str(exc)) from None
+    if warning:
+        logger.warning(warning)
+
+
 def build_app(args: dict[str, Any]) -> Application:
     parsed = parse_args(args)
+    check_open_routes(serve_host(), parsed.allow_unauthenticated)
     config = with_model_options(load_clusters(parsed.clusters_file), parsed.model_options)
     check_enabled(config, parsed.enabled_clusters, parsed.openai_api)
     reasons = {c: r for c in parsed.enabled_clusters if (r := environment_reason(config, c))}

@@ -4,11 +4,22 @@ from fastapi import FastAPI
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from graphs.api.auth import RequireAPIKey
+
 api = FastAPI(
     title="OmniServe",
     summary="Real-time multimodal conversational agents on Ray Serve",
     version="0.1.0",
 )
+
+
+def all_routes(routes: list | None = None) -> list:
+    """Every route of the app, those inside included routers too (Serve's ingress includes the class's)."""
+    flat = []
+    for route in api.routes if routes is None else routes:
+        inner = getattr(route, "original_router", None)
+        flat += all_routes(inner.routes) if inner is not None else [route]
+    return flat
 
 
 class AllowEveryMethod:
@@ -26,7 +37,7 @@ class AllowEveryMethod:
         async def patched(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 405:
                 methods = set()
-                for route in api.router.routes:
+                for route in all_routes():
                     match, _ = route.matches({**scope, "method": "GET"})
                     if match != Match.NONE and getattr(route, "methods", None):
                         methods |= route.methods
@@ -37,4 +48,40 @@ class AllowEveryMethod:
         await self.app(scope, receive, patched)
 
 
+class SecurityHeaders:
+    """Headers every answer carries; pages get a CSP that allows only this server's own scripts."""
+
+    PAGE_CSP = (
+        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        b"media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'"
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def patched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if content_type.startswith(b"text/html") and not scope["path"].startswith("/docs"):
+                    headers.append((b"content-security-policy", self.PAGE_CSP))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, patched)
+
+
+# The last added runs first: the key is checked before anything else happens.
 api.add_middleware(AllowEveryMethod)
+api.add_middleware(SecurityHeaders)
+api.add_middleware(RequireAPIKey)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
 from deployments.silero_vad import SileroStream
+from graphs.api.auth import websocket_subprotocol
 from graphs.api.end_of_turn import EndOfTurnModel
 from graphs.api.errors import errors
 from graphs.api.http_app import api
@@ -257,7 +258,8 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
     async def converse_live(self, ws: WebSocket) -> None:
         """A live conversation: see graphs/api/live.py for the protocol."""
         self.loop_lag.ensure_running()
-        await ws.accept()
+        # A browser that sent its key as a subprotocol only opens the socket if that one is selected.
+        await ws.accept(subprotocol=websocket_subprotocol(ws.scope.get("subprotocols", [])))
         try:
             opening = await ws.receive_json()
             if opening.get("type") != "StartFrame":

@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import File, Form, Header, Request, UploadFile
+from fastapi import File, Form, Request, UploadFile
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -39,8 +39,6 @@ class OpenAIAPIArgs(BaseModel):
     speech_to_text: str | None = None
     text_to_speech: str | None = None
     image_to_text: str | None = None
-    # When set, requests must carry "Authorization: Bearer <api_key>".
-    api_key: str | None = None
 
     def model_names(self) -> set[str]:
         named = {self.speech_to_text, self.text_to_speech, self.image_to_text, *self.aliases.values()}
@@ -141,13 +139,6 @@ class OpenAIEndpoints:
     openai_args: OpenAIAPIArgs
     openai_models: dict[str, tuple[str, Any]]
 
-    def _authorize(self, authorization: str | None) -> None:
-        key = self.openai_args.api_key
-        if key and authorization != f"Bearer {key}":
-            raise OpenAIError(
-                401, "Incorrect or missing API key; send 'Authorization: Bearer <key>'", code="invalid_api_key"
-            )
-
     def _model(self, name: str, kinds: tuple[str, ...], param: str = "model") -> Any:
         target = self.openai_args.aliases.get(name, name)
         found = self.openai_models.get(target)
@@ -176,8 +167,7 @@ class OpenAIEndpoints:
         return self._model(name, (role,))
 
     @api.get("/v1/models", responses=openai_errors(401))
-    def list_models(self, authorization: str | None = Header(None)) -> dict[str, Any]:
-        self._authorize(authorization)
+    def list_models(self) -> dict[str, Any]:
         names = sorted(set(self.openai_models) | set(self.openai_args.aliases))
         return {
             "object": "list",
@@ -197,9 +187,7 @@ class OpenAIEndpoints:
         model: str = Form(...),
         language: str | None = Form(None),
         response_format: str = Form("json"),
-        authorization: str | None = Header(None),
     ) -> Response:
-        self._authorize(authorization)
         handle = self._model(model, ("speech_to_text",))
         if response_format not in ("json", "text"):
             raise OpenAIError(
@@ -216,8 +204,7 @@ class OpenAIEndpoints:
         return JSONResponse({"text": text}, headers=headers)
 
     @api.post("/v1/audio/speech", responses={200: {"content": {"audio/wav": {}}}, **openai_errors(400, 401, 404)})
-    async def speech(self, body: SpeechRequest, authorization: str | None = Header(None)) -> Response:
-        self._authorize(authorization)
+    async def speech(self, body: SpeechRequest) -> Response:
         handle = self._model(body.model, ("text_to_speech",))
         if not body.input.strip():
             raise OpenAIError(400, "input is empty", param="input")
@@ -235,8 +222,7 @@ class OpenAIEndpoints:
         "/v1/chat/completions",
         responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}, **openai_errors(400, 401, 404)},
     )
-    async def chat_completions(self, body: ChatRequest, authorization: str | None = Header(None)) -> Response:
-        self._authorize(authorization)
+    async def chat_completions(self, body: ChatRequest) -> Response:
         handle = self._model(body.model, ("llm",))
         speak = "audio" in (body.modalities or [])
         audio_format = (body.audio or {}).get("format", "wav")

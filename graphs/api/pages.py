@@ -8,11 +8,13 @@ to rate the turn; `/clusters/{name}` benchmarks a cluster from its recorded turn
 import asyncio
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
-from fastapi import HTTPException
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from graphs.api.auth import COOKIE, key_matches
 from graphs.api.http_app import api
 from graphs.observability.latency import spread, turn_summary
 from graphs.store.trace_store import TaskStatus, TraceStore, summarise_turns
@@ -22,6 +24,8 @@ from omniwire.tracks import TrackIdError, parse_track_id
 WIDTH = 720  # px of the time axis
 FILLS = {"model": "#2f6fd6", "transfer": "#b9cdf0", "wait": "#e9ecf2", "failed": "#d64a3f", "cancelled": "#d9b44a"}
 
+_STATIC = Path(__file__).parent / "static"
+_MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css"}
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
 
 
@@ -131,6 +135,32 @@ class TracePages:
     def home(self) -> RedirectResponse:
         return RedirectResponse("/tracks")
 
+    @api.get("/static/{name}", include_in_schema=False)
+    def static_file(self, name: str) -> FileResponse:
+        """The pages' scripts, served from here so that the pages' CSP allows no other script."""
+        path = _STATIC / name
+        if path.parent != _STATIC or path.suffix not in _MEDIA_TYPES or not path.is_file():
+            raise HTTPException(404, f"unknown file {name!r}")
+        return FileResponse(path, media_type=_MEDIA_TYPES[path.suffix])
+
+    @api.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_page(self, next: str = "/tracks") -> HTMLResponse:
+        return self._render("login.html", next=_local(next), failed=False)
+
+    @api.post("/login", include_in_schema=False)
+    async def login(self, request: Request) -> Response:
+        """The API key typed into the form becomes an HttpOnly cookie, so the pages need no Basic prompt."""
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        key = form.get("key", [""])[0]
+        target = _local(form.get("next", ["/tracks"])[0])
+        if not key_matches(key):
+            response = self._render("login.html", next=target, failed=True)
+            response.status_code = 401
+            return response
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return response
+
     @api.get("/tracks", response_class=HTMLResponse, include_in_schema=False)
     async def tracks_page(self, cluster: str | None = None, status: str | None = None) -> HTMLResponse:
         tracks = await asyncio.to_thread(self.store.tracks, cluster or None, 200, status or None)
@@ -213,3 +243,8 @@ class TracePages:
             ticks=ticks,
             overall_rating=ratings.get("overall"),
         )
+
+
+def _local(target: str) -> str:
+    """Where to go after signing in: a path on this server, never another site."""
+    return target if target.startswith("/") and not target.startswith("//") else "/tracks"

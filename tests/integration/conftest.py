@@ -8,6 +8,11 @@ import httpx
 import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# The shared server requires this key on every route; the client, the benchmarks and the OpenAI
+# clusters (OPENAI_API_KEY) send it, as a deployment with a key would have them do.
+API_KEY = "sk-omniserve-test"
+os.environ["OMNISERVE_API_KEY"] = API_KEY
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 import ray  # noqa: E402
 
@@ -57,7 +62,8 @@ def server(tmp_path_factory):
     config["applications"][0]["runtime_env"] = {
         "env_vars": {
             "OMNISERVE_INDEX_ROOT": str(tmp / "indexes"),
-            "OPENAI_API_KEY": "sk-omniserve-test",
+            "OMNISERVE_API_KEY": API_KEY,
+            "OPENAI_API_KEY": API_KEY,
             "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
         }
     }
@@ -67,7 +73,7 @@ def server(tmp_path_factory):
     )
     try:
         url = deploy(config)
-        with httpx.Client(base_url=url, timeout=120) as http:
+        with httpx.Client(base_url=url, timeout=120, headers=AUTH) as http:
             yield Server(url, store_url, http, f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         ray.shutdown()

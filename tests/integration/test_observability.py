@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from bench.speech import speak
+from tests.integration.conftest import API_KEY
 from tests.integration.test_conversation import post
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
@@ -42,9 +43,10 @@ def test_annotations_are_stored_and_checked(server, track):
     assert [(a["stage"], a["score"], a["note"]) for a in stored] == [("hf_llm", 4, "good answer"), (None, 5, None)]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="scripts/setup.sh installs Debian's chromium")
 def test_pages_in_a_real_browser(server, track):
     from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "the chromium binary is missing: scripts/setup.sh installs Debian's chromium"
 
     errors: list[str] = []
     with sync_playwright() as p:
@@ -63,6 +65,12 @@ def test_pages_in_a_real_browser(server, track):
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
 
+        # Signed in through the login form: the pages and their own API calls then go by its cookie.
+        assert page.goto(f"{server.url}/tracks").status == 401
+        page.goto(f"{server.url}/login")
+        page.fill("input[name=key]", API_KEY)
+        page.click("form button")
+        page.wait_for_url(f"{server.url}/tracks")
         page.goto(f"{server.url}/tracks?cluster={CLUSTER}")
         assert page.locator(f"#tracks a[href='/tracks/{track['track_id']}']").count() == 1
 
@@ -78,7 +86,7 @@ def test_pages_in_a_real_browser(server, track):
         sources = [page.locator("audio").nth(i).get_attribute("src") for i in range(page.locator("audio").count())]
         assert len(sources) == 4, "user and reply audio of both turns"
         for src in sources:
-            audio = httpx.get(server.url + src)
+            audio = server.http.get(src)
             assert (
                 audio.status_code == 200
                 and audio.headers["content-type"].startswith("audio/")

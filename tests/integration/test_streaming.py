@@ -11,6 +11,7 @@ from websockets.sync.client import connect
 
 from bench.speech import speak
 from omniwire.audio import decode, to_pcm16
+from tests.integration.conftest import AUTH
 from tests.integration.test_conversation import post, stages_of, words
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
@@ -27,7 +28,7 @@ class LiveClient:
         self.lock = threading.Condition()
 
     def __enter__(self):
-        self.ws = connect(self.url, max_size=None).__enter__()
+        self.ws = connect(self.url, max_size=None, additional_headers=AUTH).__enter__()
         self.ws.send(json.dumps({"type": "StartFrame", **self.start}))
         threading.Thread(target=self._receive, daemon=True).start()
         return self
