@@ -16,6 +16,7 @@ from ray.serve import Application
 from deployments.base import components
 from graphs.api.auth import ExposureError, check_exposure
 from graphs.api.ingress import OmniServeIngress
+from graphs.api.limits import Limits
 from graphs.api.openai_routes import OpenAIAPIArgs
 from graphs.config import DEFAULT_CLUSTERS_FILE, ClustersConfig, ConfigError, load_clusters, with_model_options
 from graphs.pipeline.cluster_graph import ClusterGraph
@@ -36,6 +37,8 @@ class AppArgs(BaseModel):
     max_audio_seconds: float = 120.0
     # Days the user's and reply recordings are kept; older ones are removed (their records stay). None: forever.
     audio_retention_days: float | None = Field(None, gt=0)
+    # What one request or live session may ask (graphs/api/limits.py); each refusal names its key.
+    limits: Limits = Limits()
     openai_api: OpenAIAPIArgs = OpenAIAPIArgs()
     # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); each track becomes a trace.
     otlp_endpoint: str | None = None
@@ -217,4 +220,5 @@ def build_app(args: dict[str, Any]) -> Application:
         openai_models,
         parsed.openai_api.model_dump(),
         parsed.audio_retention_days,
+        parsed.limits.model_dump(),
     )

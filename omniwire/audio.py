@@ -25,6 +25,10 @@ class AudioTooLong(AudioError):
     pass
 
 
+class AudioTruncated(AudioError):
+    """The file is of a known format but holds less than its header promises."""
+
+
 @dataclass
 class DecodedAudio:
     samples: np.ndarray  # mono float32 at `rate`
@@ -39,6 +43,8 @@ def decode(
     """Any channel count and rate, from bytes or a file; the length is checked before anything is decoded."""
     if isinstance(data, bytes) and not data:
         raise AudioError("the audio file is empty")
+    if isinstance(data, bytes):
+        _check_wav_length(data)
     try:
         with sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data) as f:
             rate, fmt = f.samplerate, f.format
@@ -55,6 +61,22 @@ def decode(
         mono = soxr.resample(mono, rate, target_rate)
     media_type = MEDIA_TYPES.get(fmt, "application/octet-stream")
     return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), target_rate or rate, rate, media_type)
+
+
+def _check_wav_length(data: bytes) -> None:
+    """libsndfile reads a WAV cut short without a word: compare its data chunk's size with what is there."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return
+    at = 12
+    while at + 8 <= len(data):
+        chunk, size = data[at : at + 4], int.from_bytes(data[at + 4 : at + 8], "little")
+        if chunk == b"data":
+            held = len(data) - at - 8
+            if size != 0xFFFFFFFF and size > held:  # 0xFFFFFFFF: a stream whose writer could not know the size
+                raise AudioTruncated(f"truncated audio: the WAV header says {size} bytes of samples, the file holds {held}")
+            return
+        at += 8 + size + (size & 1)
+    raise AudioTruncated("truncated audio: the WAV file ends before its data chunk")
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:

@@ -5,6 +5,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphs.api.auth import RequireAPIKey
+from graphs.api.limits import LimitBody
 
 api = FastAPI(
     title="OmniServe",
@@ -82,6 +83,7 @@ class SecurityHeaders:
 
 
 # The last added runs first: the key is checked before anything else happens.
+api.add_middleware(LimitBody)
 api.add_middleware(AllowEveryMethod)
 api.add_middleware(SecurityHeaders)
 api.add_middleware(RequireAPIKey)

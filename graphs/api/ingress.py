@@ -2,7 +2,6 @@
 
 import asyncio
 import base64
-import io
 import json
 import logging
 import threading
@@ -14,7 +13,6 @@ from urllib.parse import urlencode
 
 from fastapi import File, Form, HTTPException, Path, Query, Request, UploadFile, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
@@ -23,6 +21,7 @@ from graphs.api.auth import websocket_subprotocol
 from graphs.api.end_of_turn import EndOfTurnModel
 from graphs.api.errors import errors
 from graphs.api.http_app import api
+from graphs.api.limits import LimitBody, Limits, image_problem
 from graphs.api.live import LiveConversation
 from graphs.api.openai_routes import OpenAIAPIArgs, OpenAIEndpoints
 from graphs.api.pages import TracePages
@@ -70,7 +69,7 @@ class LiveSettings(BaseModel):
     track_id: str | None = None
     allow_interruptions: bool = True
     enable_metrics: bool = True
-    sample_rate: int = 16_000
+    sample_rate: int = Field(16_000, ge=8_000, le=48_000)
     vad: VADSettings = VADSettings()
 
 
@@ -86,7 +85,10 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         openai_models: dict[str, tuple[str, Any]],
         openai_args: dict[str, Any],
         audio_retention_days: float | None = None,
+        limits: dict[str, Any] | None = None,
     ):
+        self.limits = Limits.model_validate(limits or {})
+        LimitBody.max_body_bytes = self.limits.max_body_bytes
         self.graphs = graphs
         self.catalog = {c["name"]: c for c in catalog}
         self.store = TraceStore(trace_store_url)
@@ -300,6 +302,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             self.catalog[cluster]["allow_interruptions"],
             end_of_turn=self.end_of_turn,
             discard=self.store.discard_turn,
+            limits=self.limits,
         )
         await live.run()
 
@@ -320,9 +323,15 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         try:
             decoded = audio.decode(data, max_seconds=self.max_audio_seconds)
         except audio.AudioTooLong as exc:
-            raise HTTPException(413, f"audio: {exc}") from None
+            raise HTTPException(413, f"audio: {exc} (max_audio_seconds)") from None
+        except audio.AudioTruncated as exc:
+            raise HTTPException(400, f"audio: {exc}") from None
         except audio.AudioError as exc:
             raise HTTPException(400 if not data else 415, f"audio: {exc}") from None
+        if len(images) > self.limits.max_images:
+            raise HTTPException(
+                413, f"images: {len(images)} is over the limit of {self.limits.max_images} a turn (limits.max_images)"
+            )
         image_bytes = [await self._read_image(i, upload) for i, upload in enumerate(images)]
         # Task ids are chosen here so that, should the graph itself die, its records can be closed.
         task_ids = [uuid.uuid4().hex for _ in self.catalog[cluster]["stages"]]
@@ -361,13 +370,12 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             reason = self.catalog[cluster]["reason"]
             raise HTTPException(503, f"cluster {cluster} is not enabled in this deployment: {reason}")
 
-    @staticmethod
-    async def _read_image(index: int, upload: UploadFile) -> bytes:
+    async def _read_image(self, index: int, upload: UploadFile) -> bytes:
         data = await upload.read()
-        try:
-            Image.open(io.BytesIO(data)).verify()
-        except (UnidentifiedImageError, OSError, SyntaxError):
-            raise HTTPException(415, f"images[{index}] ({upload.filename!r}) is not a readable image") from None
+        problem = await asyncio.to_thread(image_problem, data, self.limits)
+        if problem:
+            status, message = problem
+            raise HTTPException(status, f"images[{index}] ({upload.filename!r}) {message}")
         return data
 
     @staticmethod

@@ -27,6 +27,7 @@ import soxr
 from fastapi import WebSocket, WebSocketDisconnect
 from ray.serve.exceptions import RequestCancelledError
 
+from graphs.api.limits import Limits, image_problem
 from graphs.api.vad import RATE, Pause, SpeechSegmenter, SpeechStarted, Utterance, VADSettings
 from graphs.observability.latency import FirstAudio
 from omniwire.audio import from_pcm16
@@ -78,6 +79,7 @@ class LiveConversation:
         cluster_allows_interruptions: bool,
         end_of_turn: Any = None,
         discard: Callable[[list[str], str], Any] | None = None,
+        limits: Limits | None = None,
     ):
         self.ws = ws
         self.start = start
@@ -88,6 +90,7 @@ class LiveConversation:
         self.cluster_allows_interruptions = cluster_allows_interruptions
         self.end_of_turn = end_of_turn if vad.end_of_turn else None
         self.discard = discard
+        self.limits = limits or Limits()
         self.segmenter = SpeechSegmenter(vad)
         self._segmenting = asyncio.Lock()  # the segmenter runs in a thread, one call at a time
         self.queue = FrameQueue()
@@ -98,6 +101,11 @@ class LiveConversation:
     @property
     def allow_interruptions(self) -> bool:
         return self.cluster_allows_interruptions and self.start.allow_interruptions
+
+    async def _refuse(self, code: int, status: int, why: str) -> None:
+        """Ends the session at once: a fatal ErrorFrame that says why, then the close."""
+        await self.ws.send_json(ErrorFrame(error=why, status=status, fatal=True).to_wire())
+        await self.ws.close(code=code, reason=why[:120])
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send())
@@ -111,9 +119,25 @@ class LiveConversation:
             sender.cancel()
 
     async def _receive(self) -> None:
+        limits = self.limits
+        ends_at = time.monotonic() + limits.ws_max_session_s
         while True:
-            message = await self.ws.receive()
+            left = ends_at - time.monotonic()
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), timeout=min(limits.ws_idle_timeout_s, left))
+            except TimeoutError:
+                if left <= limits.ws_idle_timeout_s:
+                    why = f"the session reached its {limits.ws_max_session_s:g} s limit (limits.ws_max_session_s)"
+                else:
+                    why = f"no message for {limits.ws_idle_timeout_s:g} s (limits.ws_idle_timeout_s)"
+                await self._refuse(1008, 408, why)
+                return
             if message["type"] == "websocket.disconnect":
+                return
+            size = len(message.get("bytes") or message.get("text") or "")
+            if size > limits.max_ws_message_bytes:
+                why = f"a message of {size} bytes is over the {limits.max_ws_message_bytes} byte limit"
+                await self._refuse(1009, 413, f"{why} (limits.max_ws_message_bytes)")
                 return
             if message.get("bytes") is not None:
                 await self._audio(message["bytes"], time.time())
@@ -126,6 +150,13 @@ class LiveConversation:
             if isinstance(frame, AudioRawFrame):
                 await self._audio(frame.audio, time.time())
             elif isinstance(frame, ImageFrame):
+                if len(self.images) >= limits.max_images:
+                    why = f"{limits.max_images} pictures already wait for the next turn (limits.max_images)"
+                    self.queue.put(ErrorFrame(error=f"image dropped: {why}", status=413))
+                    continue
+                if problem := await asyncio.to_thread(image_problem, frame.image, limits):
+                    self.queue.put(ErrorFrame(error=f"image dropped: it {problem[1]}", status=problem[0]))
+                    continue
                 self.images.append(frame.image)
             elif isinstance(frame, StartInterruptionFrame):
                 await self._interrupt()

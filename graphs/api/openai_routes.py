@@ -138,6 +138,7 @@ class OpenAIEndpoints:
 
     openai_args: OpenAIAPIArgs
     openai_models: dict[str, tuple[str, Any]]
+    max_audio_seconds: float
 
     def _model(self, name: str, kinds: tuple[str, ...], param: str = "model") -> Any:
         target = self.openai_args.aliases.get(name, name)
@@ -220,7 +221,10 @@ class OpenAIEndpoints:
 
     @api.post(
         "/v1/chat/completions",
-        responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}, **openai_errors(400, 401, 404)},
+        responses={
+            200: {"content": {"application/json": {}, "text/event-stream": {}}},
+            **openai_errors(400, 401, 404, 413),
+        },
     )
     async def chat_completions(self, body: ChatRequest) -> Response:
         handle = self._model(body.model, ("llm",))
@@ -346,9 +350,10 @@ class OpenAIEndpoints:
                 400, f"{param} {fmt!r} is not supported here; use one of {sorted(audio.OUTPUT_FORMATS)}", param=param
             )
 
-    @staticmethod
-    def _decode_audio(data: bytes, param: str):
+    def _decode_audio(self, data: bytes, param: str):
         try:
-            return audio.decode(data).samples
+            return audio.decode(data, max_seconds=self.max_audio_seconds).samples
+        except audio.AudioTooLong as exc:
+            raise OpenAIError(413, f"{param}: {exc} (max_audio_seconds)", param=param) from None
         except audio.AudioError as exc:
             raise OpenAIError(400, f"{param}: {exc}", param=param) from None

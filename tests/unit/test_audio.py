@@ -67,3 +67,14 @@ def test_every_speech_format_decodes_back(fmt, rate):
 def test_raw_pcm_is_24khz_16bit():
     data, media_type = encode(tone(22_050, 1.0, 1)[:, 0], 22_050, "pcm")
     assert media_type == "audio/pcm" and len(data) == 2 * 24_000
+
+
+def test_a_wav_cut_short_says_it_is_truncated():
+    whole = encode_wav(np.zeros(16_000, dtype=np.float32), 16_000)
+    with pytest.raises(
+        AudioError, match=r"truncated audio: the WAV header says 32000 bytes of samples, the file holds 20000"
+    ):
+        decode(whole[: len(whole) - 12_000])
+    with pytest.raises(AudioError, match="ends before its data chunk"):
+        decode(whole[:30])
+    assert len(decode(whole).samples) == 16_000
