@@ -143,6 +143,13 @@ class TracePages:
             raise HTTPException(404, f"unknown file {name!r}")
         return FileResponse(path, media_type=_MEDIA_TYPES[path.suffix])
 
+    @api.get("/talk", response_class=HTMLResponse, include_in_schema=False)
+    def talk_page(self) -> HTMLResponse:
+        """Talk through the microphone: the page speaks the live WebSocket's protocol (static/talk.js)."""
+        enabled = [name for name, c in sorted(self.catalog.items()) if c["enabled"]]
+        preferred = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
+        return self._render("talk.html", enabled=enabled, default=preferred if preferred in enabled else None)
+
     @api.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_page(self, next: str = "/tracks") -> HTMLResponse:
         return self._render("login.html", next=_local(next), failed=False)

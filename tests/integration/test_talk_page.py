@@ -1,0 +1,57 @@
+"""The /talk page in headless Chromium, its microphone fed from a speech file: the transcript shows,
+the reply streams in as text and plays as audio, the latency and the turn's trace are linked."""
+
+import shutil
+
+import numpy as np
+
+from bench.speech import speak
+from omniwire.audio import decode, encode_wav
+from tests.integration.conftest import API_KEY
+
+CHROMIUM = shutil.which("chromium")
+CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
+
+
+def test_talking_through_the_browser(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "the chromium binary is missing: scripts/setup.sh installs Debian's chromium"
+    # Chromium loops the file: the question, then long enough a silence for the reply to come back.
+    speech = decode(speak("What is the capital city of France?")).samples
+    wav = tmp_path / "microphone.wav"
+    wav.write_bytes(encode_wav(np.concatenate([np.zeros(8000), speech, np.zeros(16_000 * 12)]), 16_000))
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={wav}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        page = browser.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}/login?next=/talk")
+        page.fill("input[name=key]", API_KEY)
+        page.click("form button")
+        page.wait_for_url(f"{server.url}/talk")
+        assert page.locator("#cluster").input_value() == CLUSTER
+        page.click("#start")
+        page.wait_for_function("document.getElementById('transcript').textContent.length > 0", timeout=60_000)
+        transcript = page.locator("#transcript").text_content().lower()
+        page.wait_for_function("window.omniserve.playedSamples > 8000", timeout=60_000)
+        page.wait_for_function("document.getElementById('latency').textContent.length > 0", timeout=30_000)
+        reply = page.locator("#reply").text_content()
+        latency = page.locator("#latency").text_content()
+        trace = page.locator("#trace").get_attribute("href")
+        page.click("#stop")
+        browser.close()
+    assert "capital" in transcript and "france" in transcript
+    assert "paris" in reply.lower()
+    assert latency.endswith("after you stopped")
+    assert trace.startswith(f"/tracks/T-{CLUSTER}-") and server.http.get(trace).status_code == 200
+    assert not errors, errors
