@@ -1,6 +1,7 @@
 """Runs omni-client in a fresh interpreter where the server's packages cannot be imported, as on a
 machine with only the client installed (`pip install omniserve`, no `server` extra)."""
 
+import os
 import subprocess
 import sys
 
@@ -40,5 +41,11 @@ def run_client(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"},
+        # Nothing of this process's environment but the server's key, as a user would export it.
+        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin", **_key()},
     )
+
+
+def _key() -> dict[str, str]:
+    key = os.environ.get("OMNISERVE_API_KEY")
+    return {"OMNISERVE_API_KEY": key} if key else {}

@@ -37,11 +37,14 @@ class AllowEveryMethod:
 
         async def patched(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 405:
-                methods = set()
-                for route in all_routes():
-                    match, _ = route.matches({**scope, "method": "GET"})
-                    if match != Match.NONE and getattr(route, "methods", None):
-                        methods |= route.methods
+                routes = [
+                    r
+                    for r in all_routes()
+                    if getattr(r, "methods", None) and r.matches({**scope, "method": "GET"})[0] != Match.NONE
+                ]
+                # /v1/audio/transcriptions also fits /v1/audio/{audio_id}: the literal path is the resource.
+                literal = [r for r in routes if "{" not in r.path]
+                methods = set().union(*(r.methods for r in literal or routes))
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
                 message = {**message, "headers": [*headers, (b"allow", ", ".join(sorted(methods)).encode())]}
             await send(message)

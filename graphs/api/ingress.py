@@ -146,7 +146,10 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             raise HTTPException(404, f"cluster: unknown cluster {cluster!r}; known clusters: {sorted(self.catalog)}")
         after = None
         if isinstance(since, float):
-            after = datetime.fromtimestamp(since, UTC)
+            try:
+                after = datetime.fromtimestamp(since, UTC)
+            except (OverflowError, OSError, ValueError):
+                raise HTTPException(422, f"since: {since:g} is no epoch second a date can hold") from None
         elif since is not None:
             after = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
         found = await asyncio.to_thread(self.store.tracks, cluster, limit + 1, status, after, offset)

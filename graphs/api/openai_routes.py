@@ -82,7 +82,9 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     if request.url.path not in OPENAI_PATHS:
         return await http_exception_handler(request, exc)
-    return await _openai_error(request, OpenAIError(exc.status_code, str(exc.detail)))
+    response = await _openai_error(request, OpenAIError(exc.status_code, str(exc.detail)))
+    response.headers.update(exc.headers or {})
+    return response
 
 
 class ChatRequest(BaseModel):

@@ -1,6 +1,7 @@
 """The /talk page in headless Chromium, its microphone fed from a speech file: the transcript shows,
 the reply streams in as text and plays as audio, the latency and the turn's trace are linked."""
 
+import re
 import shutil
 
 import numpy as np
@@ -14,7 +15,7 @@ CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
 
 
 def test_talking_through_the_browser(server, tmp_path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     assert CHROMIUM, "the chromium binary is missing: scripts/setup.sh installs Debian's chromium"
     # Chromium loops the file: the question, then long enough a silence for the reply to come back.
@@ -41,10 +42,11 @@ def test_talking_through_the_browser(server, tmp_path):
         page.wait_for_url(f"{server.url}/talk")
         assert page.locator("#cluster").input_value() == CLUSTER
         page.click("#start")
-        page.wait_for_function("document.getElementById('transcript').textContent.length > 0", timeout=60_000)
+        # Waits by locators: the page's CSP (script-src 'self') forbids the eval wait_for_function needs.
+        expect(page.locator("#transcript")).not_to_be_empty(timeout=60_000)
         transcript = page.locator("#transcript").text_content().lower()
-        page.wait_for_function("window.omniserve.playedSamples > 8000", timeout=60_000)
-        page.wait_for_function("document.getElementById('latency').textContent.length > 0", timeout=30_000)
+        expect(page.locator("body")).to_have_attribute("data-played-samples", re.compile(r"^\d{5,}$"), timeout=60_000)
+        expect(page.locator("#latency")).not_to_be_empty(timeout=30_000)
         reply = page.locator("#reply").text_content()
         latency = page.locator("#latency").text_content()
         trace = page.locator("#trace").get_attribute("href")

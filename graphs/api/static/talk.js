@@ -30,6 +30,7 @@ function play(frame) {
   source.onended = () => {
     playing = playing.filter((s) => s !== source);
     state.playedSamples += samples.length;
+    document.body.dataset.playedSamples = state.playedSamples;
   };
 }
 
