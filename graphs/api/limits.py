@@ -8,6 +8,7 @@ import json
 
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -23,8 +24,12 @@ class Limits(BaseModel):
     ws_max_session_s: float = Field(3600.0, gt=0)  # a live session ends after this long, whatever happens
 
 
-class TooLarge(Exception):
-    pass
+class TooLarge(HTTPException):
+    """Raised from inside the body's reading: an HTTPException, so FastAPI's body parsing passes it on
+    as the 413 it is instead of its own 400 "error parsing the body"."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large_message(limit))
 
 
 class LimitBody:
@@ -54,7 +59,7 @@ class LimitBody:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise TooLarge
+                    raise TooLarge(limit)
             return message
 
         async def tracked(message: Message) -> None:
@@ -69,8 +74,12 @@ class LimitBody:
                 await _too_large(send, limit)
 
 
+def _too_large_message(limit: int) -> str:
+    return f"the request body is over the {limit} byte limit (limits.max_body_bytes)"
+
+
 async def _too_large(send: Send, limit: int) -> None:
-    body = {"detail": f"the request body is over the {limit} byte limit (limits.max_body_bytes)"}
+    body = {"detail": _too_large_message(limit)}
     await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 

@@ -20,11 +20,16 @@ MB = 1_000_000
 
 
 def test_a_body_over_the_limit_is_refused_while_it_is_read(server):
-    def chunks():  # no Content-Length: only counting what arrives can stop it
+    boundary = "omniserve-limit-test"
+
+    def chunks():  # a multipart upload with no Content-Length: only counting what arrives can stop it
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n\r\n'.encode()
         for _ in range(27):
             yield b"\0" * MB
+        yield f"\r\n--{boundary}--\r\n".encode()
 
-    streamed = httpx.post(f"{server.url}/v1/conversations", content=chunks(), headers=AUTH, timeout=60)
+    multipart = {**AUTH, "content-type": f"multipart/form-data; boundary={boundary}"}
+    streamed = httpx.post(f"{server.url}/v1/conversations", content=chunks(), headers=multipart, timeout=60)
     assert streamed.status_code == 413 and "limits.max_body_bytes" in streamed.json()["detail"]
     declared = httpx.post(
         f"{server.url}/v1/conversations", headers={**AUTH, "content-length": str(30 * MB)}, content=b"", timeout=60
