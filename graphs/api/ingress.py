@@ -324,7 +324,8 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             raise HTTPException(400, "multipart field 'audio' is required")
         data = await audio_file.read()
         try:
-            decoded = audio.decode(data, max_seconds=self.max_audio_seconds)
+            # Decoding and resampling a long upload takes long enough to hold up every live session.
+            decoded = await asyncio.to_thread(audio.decode, data, max_seconds=self.max_audio_seconds)
         except audio.AudioTooLong as exc:
             raise HTTPException(413, f"audio: {exc} (max_audio_seconds)") from None
         except audio.AudioTruncated as exc:

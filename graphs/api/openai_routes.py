@@ -6,6 +6,7 @@ their base URL here. Request and response shapes follow the OpenAI API reference
 `{"error": {"message", "type", "param", "code"}}` body so the client raises them with their text.
 """
 
+import asyncio
 import base64
 import binascii
 import json
@@ -198,7 +199,7 @@ class OpenAIEndpoints:
                 f"response_format {response_format!r} is not supported here; use json or text",
                 param="response_format",
             )
-        samples = self._decode_audio(await file.read(), "file")
+        samples = await self._decode_audio(await file.read(), "file")
         result = await handle.run.remote({"audio": samples}, {"language": language} if language else {})
         text = result.outputs["transcript"]
         headers = {"openai-processing-ms": str(round(result.model_s * 1000))}
@@ -335,7 +336,7 @@ class OpenAIEndpoints:
             return f"[The user shows an image. {result.outputs['image_text']}]"
         if kind == "input_audio":
             data = _b64((part.get("input_audio") or {}).get("data", ""), f"{where}.input_audio.data")
-            samples = self._decode_audio(data, f"{where}.input_audio")
+            samples = await self._decode_audio(data, f"{where}.input_audio")
             result = await self._helper("speech_to_text", "an input_audio part").run.remote({"audio": samples}, {})
             return result.outputs["transcript"]
         raise OpenAIError(400, f"{where}: content part type {kind!r} is not supported here", param=f"{where}.type")
@@ -352,9 +353,10 @@ class OpenAIEndpoints:
                 400, f"{param} {fmt!r} is not supported here; use one of {sorted(audio.OUTPUT_FORMATS)}", param=param
             )
 
-    def _decode_audio(self, data: bytes, param: str):
+    async def _decode_audio(self, data: bytes, param: str):
+        """Off the event loop: a long upload's decoding would hold up every live session."""
         try:
-            return audio.decode(data, max_seconds=self.max_audio_seconds).samples
+            return (await asyncio.to_thread(audio.decode, data, max_seconds=self.max_audio_seconds)).samples
         except audio.AudioTooLong as exc:
             raise OpenAIError(413, f"{param}: {exc} (max_audio_seconds)", param=param) from None
         except audio.AudioError as exc:
