@@ -73,7 +73,9 @@ def _check_wav_length(data: bytes) -> None:
         if chunk == b"data":
             held = len(data) - at - 8
             if size != 0xFFFFFFFF and size > held:  # 0xFFFFFFFF: a stream whose writer could not know the size
-                raise AudioTruncated(f"truncated audio: the WAV header says {size} bytes of samples, the file holds {held}")
+                raise AudioTruncated(
+                    f"truncated audio: the WAV header says {size} bytes of samples, the file holds {held}"
+                )
             return
         at += 8 + size + (size & 1)
     raise AudioTruncated("truncated audio: the WAV file ends before its data chunk")
