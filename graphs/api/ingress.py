@@ -37,6 +37,7 @@ from omniwire.tracks import TRACK_ID_PATTERN, TrackIdError, new_track_id, parse_
 
 logger = logging.getLogger("ray.serve")
 
+EPOCH_MAX = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 TrackStatus = Literal["completed", "failed", "cancelled", "running", "empty"]
 # Documented, not enforced by FastAPI: a malformed id gets our 400 naming what is wrong with it.
 TrackIdPath = Annotated[
@@ -135,7 +136,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         self,
         cluster: str | None = Query(None, description="only this cluster's tracks"),
         status: TrackStatus | None = Query(None, description="the last turn's status"),
-        since: datetime | float | None = Query(
+        since: datetime | Annotated[float, Field(ge=0, le=EPOCH_MAX)] | None = Query(
             None, description="created at or after: ISO 8601 (UTC if no offset) or epoch seconds"
         ),
         limit: int = Query(50, ge=1, le=200),
@@ -146,10 +147,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             raise HTTPException(404, f"cluster: unknown cluster {cluster!r}; known clusters: {sorted(self.catalog)}")
         after = None
         if isinstance(since, float):
-            try:
-                after = datetime.fromtimestamp(since, UTC)
-            except (OverflowError, OSError, ValueError):
-                raise HTTPException(422, f"since: {since:g} is no epoch second a date can hold") from None
+            after = datetime.fromtimestamp(since, UTC)
         elif since is not None:
             after = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
         found = await asyncio.to_thread(self.store.tracks, cluster, limit + 1, status, after, offset)
