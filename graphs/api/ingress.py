@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import File, Form, HTTPException, Path, Query, Request, UploadFile, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
@@ -37,7 +38,22 @@ from omniwire.tracks import TRACK_ID_PATTERN, TrackIdError, new_track_id, parse_
 
 logger = logging.getLogger("ray.serve")
 
-EPOCH_MAX = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime holds
+# Epoch seconds (up to 11 digits: year 5138) or an ISO 8601 date, with a time and an offset if given.
+SINCE_PATTERN = r"^(\d{1,11}(\.\d+)?|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?)$"
+
+
+def parse_since(value: str) -> datetime:
+    """`since` in UTC; a date that fits the pattern but not the calendar is a 422 like any bad parameter."""
+    try:
+        if value.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(value), UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        problem = {"type": "value_error", "loc": ("query", "since"), "msg": f"not a date: {exc}", "input": value}
+        raise RequestValidationError([problem]) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 TrackStatus = Literal["completed", "failed", "cancelled", "running", "empty"]
 # Documented, not enforced by FastAPI: a malformed id gets our 400 naming what is wrong with it.
 TrackIdPath = Annotated[
@@ -136,8 +152,11 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         self,
         cluster: str | None = Query(None, description="only this cluster's tracks"),
         status: TrackStatus | None = Query(None, description="the last turn's status"),
-        since: datetime | Annotated[float, Field(ge=0, le=EPOCH_MAX)] | None = Query(
-            None, description="created at or after: ISO 8601 (UTC if no offset) or epoch seconds"
+        since: str | None = Query(
+            None,
+            pattern=SINCE_PATTERN,
+            description="created at or after: ISO 8601 (UTC if no offset) or epoch seconds",
+            examples=["2026-11-23T12:00:00Z", "1795400000"],
         ),
         limit: int = Query(50, ge=1, le=200),
         offset: int = Query(0, ge=0, description="how many matching tracks to skip; `next_offset` of the last page"),
@@ -146,10 +165,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         if cluster is not None and cluster not in self.catalog:
             raise HTTPException(404, f"cluster: unknown cluster {cluster!r}; known clusters: {sorted(self.catalog)}")
         after = None
-        if isinstance(since, float):
-            after = datetime.fromtimestamp(since, UTC)
-        elif since is not None:
-            after = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+        after = parse_since(since) if since is not None else None
         found = await asyncio.to_thread(self.store.tracks, cluster, limit + 1, status, after, offset)
         next_offset = offset + limit if len(found) > limit else None
         filters = {"cluster": cluster, "status": status, "since": after.isoformat() if after else None}
