@@ -4,6 +4,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -38,20 +39,23 @@ from omniwire.tracks import TRACK_ID_PATTERN, TrackIdError, new_track_id, parse_
 
 logger = logging.getLogger("ray.serve")
 
-# Epoch seconds (up to 11 digits: year 5138) or an ISO 8601 date, with a time and an offset if given.
-SINCE_PATTERN = r"^(\d{1,11}(\.\d+)?|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?)$"
+# `since`: epoch seconds (up to 11 digits: year 5138) or an RFC 3339 date-time, as the schema says.
+EPOCH_SECONDS = r"^\d{1,11}(\.\d+)?$"
+RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+SINCE_SCHEMA = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "pattern": EPOCH_SECONDS}]}
 
 
 def parse_since(value: str) -> datetime:
-    """`since` in UTC; a date that fits the pattern but not the calendar is a 422 like any bad parameter."""
+    """`since` in UTC; anything else, a date off the calendar included, is a 422 like any bad parameter."""
     try:
-        if value.replace(".", "", 1).isdigit():
+        if re.match(EPOCH_SECONDS, value):
             return datetime.fromtimestamp(float(value), UTC)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if not re.match(RFC3339, value):
+            raise ValueError("expected epoch seconds or an RFC 3339 date-time such as 2026-11-23T12:00:00Z")
+        return datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] in "Zz" else value).astimezone(UTC)
     except ValueError as exc:
-        problem = {"type": "value_error", "loc": ("query", "since"), "msg": f"not a date: {exc}", "input": value}
+        problem = {"type": "value_error", "loc": ("query", "since"), "msg": str(exc), "input": value}
         raise RequestValidationError([problem]) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 TrackStatus = Literal["completed", "failed", "cancelled", "running", "empty"]
@@ -154,8 +158,8 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         status: TrackStatus | None = Query(None, description="the last turn's status"),
         since: str | None = Query(
             None,
-            pattern=SINCE_PATTERN,
-            description="created at or after: ISO 8601 (UTC if no offset) or epoch seconds",
+            json_schema_extra=SINCE_SCHEMA,
+            description="created at or after: an RFC 3339 date-time or epoch seconds",
             examples=["2026-11-23T12:00:00Z", "1795400000"],
         ),
         limit: int = Query(50, ge=1, le=200),
