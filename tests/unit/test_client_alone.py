@@ -32,4 +32,5 @@ def test_talk_without_an_audio_device_says_so_and_exits_2():
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: no "), done.stderr
-    assert "--input" in lines[0] and "Traceback" not in done.stderr
+    # The hint names the file option standing in for the missing device (microphone or speaker).
+    assert ("--input" in lines[0] or "--output" in lines[0]) and "Traceback" not in done.stderr
