@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from deployments.base import StrictModel, auto_device, register
 from deployments.bundled import SMOLLM2, llm_model_dir
-from deployments.llm_service import GenerationSettings, LLMService
+from deployments.llm_service import GenerationSettings, LLMService, reusable_prefix
 
 
 def _cut(cache: Any, length: int) -> None:
@@ -86,13 +86,7 @@ class HuggingFaceLLM(LLMService):
         if not self.options.prefix_cache:
             return {}
         with self._kept_lock:
-            shared = 0
-            for held, new in zip(self._kept_ids, prompt_ids, strict=False):
-                if held != new:
-                    break
-                shared += 1
-            # At least one token is read anew, so the first step has logits to choose from.
-            shared = min(shared, len(prompt_ids) - 1)
+            shared = reusable_prefix(self._kept_ids, prompt_ids)
             if shared == 0 or self._kept_cache is None:
                 return {}
             cache = copy.deepcopy(self._kept_cache)

@@ -73,6 +73,17 @@ async def _until_done(worker: asyncio.Future) -> None:
         raise asyncio.CancelledError
 
 
+def reusable_prefix(held: list[int], prompt: list[int]) -> int:
+    """How many of a prompt's tokens a kept KV cache of `held` already covers. At least one token is read
+    anew, so the first step has logits to choose from."""
+    shared = 0
+    for old, new in zip(held, prompt, strict=False):
+        if old != new:
+            break
+        shared += 1
+    return min(shared, len(prompt) - 1)
+
+
 class GenerationSettings(StrictModel):
     max_new_tokens: int | None = None  # None: the model's configured limit
     temperature: float = 0.0

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from deployments.base import StrictModel, auto_device, register
 from deployments.bundled import QWEN_05B, onnx_llm_model_dir
-from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings, LLMService
+from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings, LLMService, reusable_prefix
 
 
 @register("onnx_llm")
@@ -160,13 +160,7 @@ class OnnxGenAILLM(LLMService):
             params = og.GeneratorParams(self.model)
             params.set_search_options(max_length=self.options.context_tokens, **search)
             self._kept, self._kept_search = og.Generator(self.model, params), search
-        shared = 0
-        for held, new in zip(self._kept_ids, prompt_ids, strict=False):
-            if held != new:
-                break
-            shared += 1
-        # At least one token is read anew, so the first step has logits to choose from.
-        shared = min(shared, len(prompt_ids) - 1)
+        shared = reusable_prefix(self._kept_ids, prompt_ids)
         self._kept.rewind_to(shared)
         return self._kept, shared
 
