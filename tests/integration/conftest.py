@@ -1,6 +1,7 @@
 """One real Ray instance and the default serve config deployed on it, shared by the session."""
 
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 
@@ -25,6 +26,23 @@ class Server:
     trace_store_url: str
     http: httpx.Client
     metrics_url: str
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+def chromium(playwright, *args: str):
+    """Debian's headless chromium (never a downloaded one); a missing binary fails the test by name."""
+    assert CHROMIUM, "the chromium binary is missing: scripts/setup.sh installs Debian's chromium"
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", *args])
+
+
+def sign_in(page, server, then: str = "/tracks") -> None:
+    """Through the login form, as a person would: the pages and their own requests then carry its cookie."""
+    page.goto(f"{server.url}/login?next={then}")
+    page.fill("input[name=key]", API_KEY)
+    page.click("form button")
+    page.wait_for_url(f"{server.url}{then}")
 
 
 def free_port() -> int:

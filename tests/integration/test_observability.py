@@ -1,17 +1,15 @@
 """Seeing every track: the trace viewer in a real headless Chromium, annotations, Ray metrics."""
 
-import shutil
 import time
 
 import httpx
 import pytest
 
 from bench.speech import speak
-from tests.integration.conftest import API_KEY
+from tests.integration.conftest import chromium, sign_in
 from tests.integration.test_conversation import post
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
-CHROMIUM = shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -46,30 +44,21 @@ def test_annotations_are_stored_and_checked(server, track):
 def test_pages_in_a_real_browser(server, track):
     from playwright.sync_api import sync_playwright
 
-    assert CHROMIUM, "the chromium binary is missing: scripts/setup.sh installs Debian's chromium"
-
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
+        browser = chromium(
+            p,
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
         )
         page = browser.new_page()
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
 
-        # Signed in through the login form: the pages and their own API calls then go by its cookie.
-        page.goto(f"{server.url}/login")
-        page.fill("input[name=key]", API_KEY)
-        page.click("form button")
-        page.wait_for_url(f"{server.url}/tracks")
+        sign_in(page, server)
         page.goto(f"{server.url}/tracks?cluster={CLUSTER}")
         assert page.locator(f"#tracks a[href='/tracks/{track['track_id']}']").count() == 1
 

@@ -2,44 +2,35 @@
 the reply streams in as text and plays as audio, the latency and the turn's trace are linked."""
 
 import re
-import shutil
 
 import numpy as np
 
 from bench.speech import speak
 from omniwire.audio import decode, encode_wav
-from tests.integration.conftest import API_KEY
+from tests.integration.conftest import chromium, sign_in
 
-CHROMIUM = shutil.which("chromium")
 CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
 
 
 def test_talking_through_the_browser(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    assert CHROMIUM, "the chromium binary is missing: scripts/setup.sh installs Debian's chromium"
     # Chromium loops the file: the question, then long enough a silence for the reply to come back.
     speech = decode(speak("What is the capital city of France?")).samples
     wav = tmp_path / "microphone.wav"
     wav.write_bytes(encode_wav(np.concatenate([np.zeros(8000), speech, np.zeros(16_000 * 12)]), 16_000))
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={wav}",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
+        browser = chromium(
+            p,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}",
+            "--autoplay-policy=no-user-gesture-required",
         )
         page = browser.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{server.url}/login?next=/talk")
-        page.fill("input[name=key]", API_KEY)
-        page.click("form button")
-        page.wait_for_url(f"{server.url}/talk")
+        sign_in(page, server, then="/talk")
         assert page.locator("#cluster").input_value() == CLUSTER
         page.click("#start")
         # Waits by locators: the page's CSP (script-src 'self') forbids the eval wait_for_function needs.
