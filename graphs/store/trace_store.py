@@ -3,6 +3,10 @@
 SQLite (a file, WAL mode) is the embedded default; give a PostgreSQL URL when the graphs run on
 several nodes. Only cluster graphs write task records and only the ingress reads them, so model
 replicas never touch the database. The ingress also deletes tracks and recordings past retention.
+
+The schema is Alembic's (graphs/store/migrations), brought to its newest revision whenever a store
+opens. A new revision is written against a migrated database with
+`alembic.command.revision(migration_config(connection), message=..., autogenerate=True)`.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -124,12 +131,40 @@ class TrackBusy(RuntimeError):
     """A turn of the track is running: deleting it now would leave that turn's later writes behind."""
 
 
-def _add_missing_columns(engine) -> None:
-    """create_all makes missing tables only; databases from before `audio.removed` get the column here."""
-    columns = {c["name"] for c in inspect(engine).get_columns("audio")}
-    if "removed" not in columns:
-        with engine.begin() as connection:
-            connection.execute(text("ALTER TABLE audio ADD COLUMN removed TEXT"))
+metadata = _Base.metadata
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_INITIAL_REVISION = "0001"
+# Any number, the same in every process: the PostgreSQL advisory lock that migrations are made under.
+_MIGRATION_LOCK = 0x6F6D6E69
+
+
+def migration_config(connection) -> Config:
+    """Alembic's configuration, built in code so no alembic.ini has to ship; it migrates `connection`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _migrate(engine) -> None:
+    """Bring the schema to the newest revision, one process at a time.
+
+    Check and upgrade are one transaction under a lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
+    advisory lock held until commit), so stores opening together on a new database neither both
+    create the tables nor see them half made. A database made before migrations (tables, no
+    alembic_version) is adopted: it gets the column added since, then the initial revision's stamp.
+    """
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config = migration_config(connection)
+        tables = inspect(connection).get_table_names()
+        if "tracks" in tables and "alembic_version" not in tables:
+            if "removed" not in {c["name"] for c in inspect(connection).get_columns("audio")}:
+                connection.execute(text("ALTER TABLE audio ADD COLUMN removed TEXT"))
+            command.stamp(config, _INITIAL_REVISION)
+        command.upgrade(config, "head")
 
 
 def _jsonable(value: Any) -> Any:
@@ -169,8 +204,7 @@ class TraceStore:
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
-        _Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        _migrate(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     # writes, in the order a turn makes them
@@ -187,8 +221,10 @@ class TraceStore:
 
         Callers may choose the task ids, so they can go on before this write is done. Turns of
         one track may start in several processes at once: the track row is locked while the next
-        turn number is taken (SQLite: the whole database, by BEGIN IMMEDIATE), and two processes
-        creating the same new track race on its primary key, the loser retrying.
+        turn number is taken (PostgreSQL: SELECT ... FOR UPDATE, after which READ COMMITTED reads
+        the other writers' turns; SQLite: the whole database, by BEGIN IMMEDIATE), and two processes
+        creating the same new track race on its primary key, the loser retrying. The unique
+        (track_id, turn, position) constraint backs the lock: two turns can never share a number.
         """
         task_ids = task_ids or [uuid.uuid4().hex for _ in stages]
         attempts = 3
