@@ -174,7 +174,7 @@ def _jsonable(value: Any) -> Any:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # pysqlite's own BEGIN is deferred: two graphs could both read the last turn and both
-    # write the next one. Take the write lock at BEGIN instead (see _sqlite_begin).
+    # write the next one. Writers take the write lock at BEGIN instead (see _sqlite_begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -183,8 +183,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# The execution option that marks a read-only session's connections.
+_READ = "omniserve_read_only"
+
+
 def _sqlite_begin(connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    """Writers take the write lock at BEGIN; readers begin deferred and, in WAL mode, never wait for it."""
+    connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(_READ) else "BEGIN IMMEDIATE")
 
 
 OPEN = (TaskStatus.pending, TaskStatus.started)
@@ -205,7 +210,8 @@ class TraceStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         _migrate(self.engine)
-        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine, expire_on_commit=False)
+        self._read = sessionmaker(self.engine.execution_options(**{_READ: True}), expire_on_commit=False)
 
     # writes, in the order a turn makes them
 
@@ -236,7 +242,7 @@ class TraceStore:
                     raise
 
     def _begin_turn(self, track_id, cluster, stages, task_ids, user_audio) -> int:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             track = s.get(TrackRecord, track_id, with_for_update=True)
             if track is None:
                 s.add(TrackRecord(id=track_id, cluster=cluster))
@@ -278,7 +284,7 @@ class TraceStore:
 
     def cancel_task(self, task_id: str, reason: str, result_profile: dict) -> None:
         """An interrupted task, with what it had done, unless it had already ended."""
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             s.execute(
                 update(TaskRecord)
                 .where(TaskRecord.id == task_id, TaskRecord.status.in_(OPEN))
@@ -296,7 +302,7 @@ class TraceStore:
         Called when a turn ends early, so no record is left pending or started; returns how many changed.
         """
         changed = 0
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             for old, new in ((TaskStatus.started, started_becomes), (TaskStatus.pending, TaskStatus.cancelled)):
                 changed += s.execute(
                     update(TaskRecord)
@@ -313,7 +319,7 @@ class TraceStore:
         """
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            with self._session() as s:
+            with self._read() as s:
                 open_tasks = s.scalar(
                     select(func.count())
                     .select_from(TaskRecord)
@@ -322,7 +328,7 @@ class TraceStore:
             if not open_tasks:
                 break
             time.sleep(0.05)
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             records = s.scalars(select(TaskRecord).where(TaskRecord.id.in_(task_ids))).all()
             for record in records:
                 done = {
@@ -352,7 +358,7 @@ class TraceStore:
             sample_rate=sample_rate,
             duration_s=duration_s,
         )
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             s.add(record)
         return record.id
 
@@ -362,7 +368,7 @@ class TraceStore:
         Raises TrackBusy while one of its tasks is pending or started. The check and the deletes
         are one transaction (SQLite: BEGIN IMMEDIATE), so no turn can begin in between.
         """
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             track = s.get(TrackRecord, track_id, with_for_update=True)
             if track is None:
                 return False
@@ -381,7 +387,7 @@ class TraceStore:
     def purge_audio(self, older_than_days: float, now: datetime | None = None) -> int:
         """Drop the recordings older than `older_than_days`, keeping their rows marked removed; returns how many."""
         cutoff = (now or _now()) - timedelta(days=older_than_days)
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             return s.execute(
                 update(AudioRecord)
                 .where(AudioRecord.created_at < cutoff, AudioRecord.removed.is_(None))
@@ -389,14 +395,14 @@ class TraceStore:
             ).rowcount
 
     def _set(self, task_id: str, **values: Any) -> None:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             s.execute(update(TaskRecord).where(TaskRecord.id == task_id).values(updated_at=_now(), **values))
 
     # reads
 
     def audio(self, audio_id: str) -> tuple[bytes, str, str | None] | None:
         """(data, media type, why it was removed or None), or None for an unknown id."""
-        with self._session() as s:
+        with self._read() as s:
             record = s.get(AudioRecord, audio_id)
             return (record.data, record.media_type, record.removed) if record else None
 
@@ -408,7 +414,7 @@ class TraceStore:
         """
         if turns <= 0:
             return []
-        with self._session() as s:
+        with self._read() as s:
             rows = s.execute(
                 select(TaskRecord.turn, TaskRecord.status, TaskRecord.result_profile)
                 .where(
@@ -438,7 +444,7 @@ class TraceStore:
         """Store a rating of a turn that exists, for one of its stages or overall."""
         if not 0 <= score <= 5:
             raise AnnotationError(f"score {score} is outside 0-5")
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             names = s.scalars(
                 select(TaskRecord.task_name).where(TaskRecord.track_id == track_id, TaskRecord.turn == turn)
             ).all()
@@ -453,7 +459,7 @@ class TraceStore:
 
     def ratings(self, cluster: str) -> dict[str, dict[str, float]]:
         """Mean score and count per stage ("overall" for whole turns) over a cluster's tracks."""
-        with self._session() as s:
+        with self._read() as s:
             rows = s.execute(
                 select(AnnotationRecord.stage, func.avg(AnnotationRecord.score), func.count())
                 .join(TrackRecord, TrackRecord.id == AnnotationRecord.track_id)
@@ -493,7 +499,7 @@ class TraceStore:
         return matching[offset : offset + limit]
 
     def _summaries(self, query) -> list[dict[str, Any]]:
-        with self._session() as s:
+        with self._read() as s:
             tracks = s.scalars(query).all()
             tasks = s.scalars(
                 select(TaskRecord)
@@ -507,7 +513,7 @@ class TraceStore:
 
     def cluster_turns(self, cluster: str, limit: int = 500) -> list[list[dict[str, Any]]]:
         """The tasks of a cluster's newest turns, one list per turn, for its benchmark page."""
-        with self._session() as s:
+        with self._read() as s:
             keys = s.execute(
                 select(TaskRecord.track_id, TaskRecord.turn)
                 .where(TaskRecord.cluster == cluster)
@@ -527,11 +533,11 @@ class TraceStore:
         return list(turns.values())
 
     def track_exists(self, track_id: str) -> bool:
-        with self._session() as s:
+        with self._read() as s:
             return s.get(TrackRecord, track_id) is not None
 
     def track(self, track_id: str) -> dict[str, Any] | None:
-        with self._session() as s:
+        with self._read() as s:
             track = s.get(TrackRecord, track_id)
             if track is None:
                 return None

@@ -1,4 +1,7 @@
 import multiprocessing
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -102,6 +105,27 @@ def test_writers_in_several_processes_share_one_database(url):
     assert len(tasks) == 3 * 5 * len(STAGES)
     assert sorted({t["turn"] for t in tasks}) == list(range(1, 16)), "every turn gets its own number"
     assert all(t["status"] == TaskStatus.completed.value for t in tasks)
+
+
+def test_sqlite_reads_do_not_wait_for_the_write_lock(tmp_path):
+    path = tmp_path / "traces.db"
+    store = TraceStore(f"sqlite:///{path}")
+    track_id = new_track_id(CLUSTER)
+    store.begin_turn(track_id, CLUSTER, STAGES)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        assert len(store.track(track_id)["tasks"]) == 3 and len(store.tracks()) == 1
+        assert time.monotonic() - started < 1, "a read takes no lock that a writer holds"
+        with ThreadPoolExecutor(1) as pool:
+            write = pool.submit(store.begin_turn, track_id, CLUSTER, STAGES)
+            time.sleep(0.5)
+            assert not write.done(), "a write waits for the lock"
+            writer.execute("ROLLBACK")
+            assert write.result(timeout=10)[0] == 2
+    finally:
+        writer.close()
 
 
 def test_history_is_the_last_completed_exchanges(url):
