@@ -11,17 +11,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: chromium for the trace viewer's browser tests, PortAudio for the client's
-# microphone and speaker, espeak-ng for the evaluation set's accents. Installed when missing and
-# this user can (root, or sudo).
+# microphone and speaker, espeak-ng for the evaluation set's accents, PostgreSQL for the trace
+# store's tests on that backend (they start their own server). Installed when missing and this
+# user can (root, or sudo).
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 ldconfig -p 2>/dev/null | grep -q libportaudio || missing+=(libportaudio2)
+command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
   [ "$(id -u)" = 0 ] || apt=(sudo -n "${apt[@]}")
   if "${apt[@]}" update -qq && "${apt[@]}" install -y -qq "${missing[@]}"; then :; else
-    echo "warning: could not install ${missing[*]}; the browser tests, the microphone and the evaluation set need them" >&2
+    echo "warning: could not install ${missing[*]}; the browser tests, the microphone, the evaluation set and the PostgreSQL tests need them" >&2
   fi
 fi
 

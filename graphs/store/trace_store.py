@@ -3,6 +3,10 @@
 SQLite (a file, WAL mode) is the embedded default; give a PostgreSQL URL when the graphs run on
 several nodes. Only cluster graphs write task records and only the ingress reads them, so model
 replicas never touch the database. The ingress also deletes tracks and recordings past retention.
+
+The schema is Alembic's (graphs/store/migrations), brought to its newest revision whenever a store
+opens. A new revision is written against a migrated database with
+`alembic.command.revision(migration_config(connection), message=..., autogenerate=True)`.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -124,12 +131,40 @@ class TrackBusy(RuntimeError):
     """A turn of the track is running: deleting it now would leave that turn's later writes behind."""
 
 
-def _add_missing_columns(engine) -> None:
-    """create_all makes missing tables only; databases from before `audio.removed` get the column here."""
-    columns = {c["name"] for c in inspect(engine).get_columns("audio")}
-    if "removed" not in columns:
-        with engine.begin() as connection:
-            connection.execute(text("ALTER TABLE audio ADD COLUMN removed TEXT"))
+metadata = _Base.metadata
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_INITIAL_REVISION = "0001"
+# Any number, the same in every process: the PostgreSQL advisory lock that migrations are made under.
+_MIGRATION_LOCK = 0x6F6D6E69
+
+
+def migration_config(connection) -> Config:
+    """Alembic's configuration, built in code so no alembic.ini has to ship; it migrates `connection`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _migrate(engine) -> None:
+    """Bring the schema to the newest revision, one process at a time.
+
+    Check and upgrade are one transaction under a lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
+    advisory lock held until commit), so stores opening together on a new database neither both
+    create the tables nor see them half made. A database made before migrations (tables, no
+    alembic_version) is adopted: it gets the column added since, then the initial revision's stamp.
+    """
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config = migration_config(connection)
+        tables = inspect(connection).get_table_names()
+        if "tracks" in tables and "alembic_version" not in tables:
+            if "removed" not in {c["name"] for c in inspect(connection).get_columns("audio")}:
+                connection.execute(text("ALTER TABLE audio ADD COLUMN removed TEXT"))
+            command.stamp(config, _INITIAL_REVISION)
+        command.upgrade(config, "head")
 
 
 def _jsonable(value: Any) -> Any:
@@ -139,7 +174,7 @@ def _jsonable(value: Any) -> Any:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # pysqlite's own BEGIN is deferred: two graphs could both read the last turn and both
-    # write the next one. Take the write lock at BEGIN instead (see _sqlite_begin).
+    # write the next one. Writers take the write lock at BEGIN instead (see _sqlite_begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -148,8 +183,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# The execution option that marks a read-only session's connections.
+_READ = "omniserve_read_only"
+
+
 def _sqlite_begin(connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    """Writers take the write lock at BEGIN; readers begin deferred and, in WAL mode, never wait for it."""
+    connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(_READ) else "BEGIN IMMEDIATE")
 
 
 OPEN = (TaskStatus.pending, TaskStatus.started)
@@ -169,9 +209,9 @@ class TraceStore:
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
-        _Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
-        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        _migrate(self.engine)
+        self._write = sessionmaker(self.engine, expire_on_commit=False)
+        self._read = sessionmaker(self.engine.execution_options(**{_READ: True}), expire_on_commit=False)
 
     # writes, in the order a turn makes them
 
@@ -187,8 +227,10 @@ class TraceStore:
 
         Callers may choose the task ids, so they can go on before this write is done. Turns of
         one track may start in several processes at once: the track row is locked while the next
-        turn number is taken (SQLite: the whole database, by BEGIN IMMEDIATE), and two processes
-        creating the same new track race on its primary key, the loser retrying.
+        turn number is taken (PostgreSQL: SELECT ... FOR UPDATE, after which READ COMMITTED reads
+        the other writers' turns; SQLite: the whole database, by BEGIN IMMEDIATE), and two processes
+        creating the same new track race on its primary key, the loser retrying. The unique
+        (track_id, turn, position) constraint backs the lock: two turns can never share a number.
         """
         task_ids = task_ids or [uuid.uuid4().hex for _ in stages]
         attempts = 3
@@ -200,7 +242,7 @@ class TraceStore:
                     raise
 
     def _begin_turn(self, track_id, cluster, stages, task_ids, user_audio) -> int:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             track = s.get(TrackRecord, track_id, with_for_update=True)
             if track is None:
                 s.add(TrackRecord(id=track_id, cluster=cluster))
@@ -242,7 +284,7 @@ class TraceStore:
 
     def cancel_task(self, task_id: str, reason: str, result_profile: dict) -> None:
         """An interrupted task, with what it had done, unless it had already ended."""
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             s.execute(
                 update(TaskRecord)
                 .where(TaskRecord.id == task_id, TaskRecord.status.in_(OPEN))
@@ -260,7 +302,7 @@ class TraceStore:
         Called when a turn ends early, so no record is left pending or started; returns how many changed.
         """
         changed = 0
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             for old, new in ((TaskStatus.started, started_becomes), (TaskStatus.pending, TaskStatus.cancelled)):
                 changed += s.execute(
                     update(TaskRecord)
@@ -277,7 +319,7 @@ class TraceStore:
         """
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            with self._session() as s:
+            with self._read() as s:
                 open_tasks = s.scalar(
                     select(func.count())
                     .select_from(TaskRecord)
@@ -286,7 +328,7 @@ class TraceStore:
             if not open_tasks:
                 break
             time.sleep(0.05)
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             records = s.scalars(select(TaskRecord).where(TaskRecord.id.in_(task_ids))).all()
             for record in records:
                 done = {
@@ -316,7 +358,7 @@ class TraceStore:
             sample_rate=sample_rate,
             duration_s=duration_s,
         )
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             s.add(record)
         return record.id
 
@@ -326,7 +368,7 @@ class TraceStore:
         Raises TrackBusy while one of its tasks is pending or started. The check and the deletes
         are one transaction (SQLite: BEGIN IMMEDIATE), so no turn can begin in between.
         """
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             track = s.get(TrackRecord, track_id, with_for_update=True)
             if track is None:
                 return False
@@ -345,7 +387,7 @@ class TraceStore:
     def purge_audio(self, older_than_days: float, now: datetime | None = None) -> int:
         """Drop the recordings older than `older_than_days`, keeping their rows marked removed; returns how many."""
         cutoff = (now or _now()) - timedelta(days=older_than_days)
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             return s.execute(
                 update(AudioRecord)
                 .where(AudioRecord.created_at < cutoff, AudioRecord.removed.is_(None))
@@ -353,14 +395,14 @@ class TraceStore:
             ).rowcount
 
     def _set(self, task_id: str, **values: Any) -> None:
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             s.execute(update(TaskRecord).where(TaskRecord.id == task_id).values(updated_at=_now(), **values))
 
     # reads
 
     def audio(self, audio_id: str) -> tuple[bytes, str, str | None] | None:
         """(data, media type, why it was removed or None), or None for an unknown id."""
-        with self._session() as s:
+        with self._read() as s:
             record = s.get(AudioRecord, audio_id)
             return (record.data, record.media_type, record.removed) if record else None
 
@@ -372,7 +414,7 @@ class TraceStore:
         """
         if turns <= 0:
             return []
-        with self._session() as s:
+        with self._read() as s:
             rows = s.execute(
                 select(TaskRecord.turn, TaskRecord.status, TaskRecord.result_profile)
                 .where(
@@ -402,7 +444,7 @@ class TraceStore:
         """Store a rating of a turn that exists, for one of its stages or overall."""
         if not 0 <= score <= 5:
             raise AnnotationError(f"score {score} is outside 0-5")
-        with self._session.begin() as s:
+        with self._write.begin() as s:
             names = s.scalars(
                 select(TaskRecord.task_name).where(TaskRecord.track_id == track_id, TaskRecord.turn == turn)
             ).all()
@@ -417,7 +459,7 @@ class TraceStore:
 
     def ratings(self, cluster: str) -> dict[str, dict[str, float]]:
         """Mean score and count per stage ("overall" for whole turns) over a cluster's tracks."""
-        with self._session() as s:
+        with self._read() as s:
             rows = s.execute(
                 select(AnnotationRecord.stage, func.avg(AnnotationRecord.score), func.count())
                 .join(TrackRecord, TrackRecord.id == AnnotationRecord.track_id)
@@ -457,7 +499,7 @@ class TraceStore:
         return matching[offset : offset + limit]
 
     def _summaries(self, query) -> list[dict[str, Any]]:
-        with self._session() as s:
+        with self._read() as s:
             tracks = s.scalars(query).all()
             tasks = s.scalars(
                 select(TaskRecord)
@@ -471,7 +513,7 @@ class TraceStore:
 
     def cluster_turns(self, cluster: str, limit: int = 500) -> list[list[dict[str, Any]]]:
         """The tasks of a cluster's newest turns, one list per turn, for its benchmark page."""
-        with self._session() as s:
+        with self._read() as s:
             keys = s.execute(
                 select(TaskRecord.track_id, TaskRecord.turn)
                 .where(TaskRecord.cluster == cluster)
@@ -491,11 +533,11 @@ class TraceStore:
         return list(turns.values())
 
     def track_exists(self, track_id: str) -> bool:
-        with self._session() as s:
+        with self._read() as s:
             return s.get(TrackRecord, track_id) is not None
 
     def track(self, track_id: str) -> dict[str, Any] | None:
-        with self._session() as s:
+        with self._read() as s:
             track = s.get(TrackRecord, track_id)
             if track is None:
                 return None

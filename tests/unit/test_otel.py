@@ -48,8 +48,7 @@ def test_export_is_off_by_default():
     assert AppArgs().otlp_endpoint is None
 
 
-def test_a_track_is_one_trace_of_turn_and_stage_spans(endpoint, tmp_path):
-    store_url = f"sqlite:///{tmp_path / 'traces.db'}"
+def test_a_track_is_one_trace_of_turn_and_stage_spans(endpoint, store_url):
     graphs = build_graphs(parse_clusters(CONFIG), ["GOOD"], store_url, otlp_endpoint=endpoint)
     handle = serve.run(graphs["GOOD"], name="OTEL", route_prefix=None, _local_testing_mode=True)
     track_id = new_track_id("GOOD")

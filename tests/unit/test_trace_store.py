@@ -1,9 +1,16 @@
 import multiprocessing
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
-from graphs.store.trace_store import TaskStatus, TraceStore, TrackBusy
+from graphs.store.trace_store import TaskStatus, TraceStore, TrackBusy, metadata, migration_config
 from omniwire.tracks import new_track_id
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
@@ -11,8 +18,8 @@ STAGES = [("speech_to_text", {}), ("hf_llm", {"prompt_template": "{transcript}"}
 
 
 @pytest.fixture
-def url(tmp_path):
-    return f"sqlite:///{tmp_path / 'traces.db'}"
+def url(store_url):
+    return store_url
 
 
 def statuses(track):
@@ -72,7 +79,8 @@ def test_audio_is_kept_with_the_track(url):
     assert store.track(track_id)["audio"][0]["role"] == "reply"
 
 
-def _write_turns(url: str, track_id: str, n: int) -> None:
+def _write_turns(url: str, track_id: str, n: int, start) -> None:
+    start.wait(60)
     store = TraceStore(url)
     for _ in range(n):
         _, ids = store.begin_turn(track_id, CLUSTER, STAGES)
@@ -81,12 +89,13 @@ def _write_turns(url: str, track_id: str, n: int) -> None:
             store.complete_task(task_id, {}, {"ts_start": 0.0, "ts_end": 0.0})
 
 
-def test_writers_in_several_processes_share_one_file(url):
-    """Cluster graphs run in their own processes; their writes must neither clash nor be lost."""
+def test_writers_in_several_processes_share_one_database(url):
+    """Cluster graphs run in their own processes, each opening the store (so migrating a new database)
+    at once; their writes must neither clash nor be lost."""
     track_id = new_track_id(CLUSTER)
-    TraceStore(url)  # create the schema before the writers race
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_write_turns, args=(url, track_id, 5)) for _ in range(3)]
+    start = ctx.Barrier(3)
+    procs = [ctx.Process(target=_write_turns, args=(url, track_id, 5, start)) for _ in range(3)]
     for p in procs:
         p.start()
     for p in procs:
@@ -96,6 +105,27 @@ def test_writers_in_several_processes_share_one_file(url):
     assert len(tasks) == 3 * 5 * len(STAGES)
     assert sorted({t["turn"] for t in tasks}) == list(range(1, 16)), "every turn gets its own number"
     assert all(t["status"] == TaskStatus.completed.value for t in tasks)
+
+
+def test_sqlite_reads_do_not_wait_for_the_write_lock(tmp_path):
+    path = tmp_path / "traces.db"
+    store = TraceStore(f"sqlite:///{path}")
+    track_id = new_track_id(CLUSTER)
+    store.begin_turn(track_id, CLUSTER, STAGES)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        assert len(store.track(track_id)["tasks"]) == 3 and len(store.tracks()) == 1
+        assert time.monotonic() - started < 1, "a read takes no lock that a writer holds"
+        with ThreadPoolExecutor(1) as pool:
+            write = pool.submit(store.begin_turn, track_id, CLUSTER, STAGES)
+            time.sleep(0.5)
+            assert not write.done(), "a write waits for the lock"
+            writer.execute("ROLLBACK")
+            assert write.result(timeout=10)[0] == 2
+    finally:
+        writer.close()
 
 
 def test_history_is_the_last_completed_exchanges(url):
@@ -196,17 +226,36 @@ def test_retention_removes_old_audio_and_keeps_the_records(url):
     assert store.purge_audio(30, now=later) == 0, "removed once"
 
 
-def test_an_older_database_gains_the_removed_column(tmp_path):
-    import sqlite3
-
-    path = tmp_path / "old.db"
-    TraceStore(f"sqlite:///{path}")
-    with sqlite3.connect(path) as db:
-        db.execute("ALTER TABLE audio DROP COLUMN removed")
-    store = TraceStore(f"sqlite:///{path}")
+@pytest.mark.parametrize("had_removed", [True, False], ids=["with-removed", "without-removed"])
+def test_a_database_from_before_migrations_is_adopted(url, had_removed):
+    """Earlier stores made the schema with create_all, which the initial revision repeats: such a
+    database is the migrated one without alembic_version (and, older still, without audio.removed)."""
+    store = TraceStore(url)
     track_id = new_track_id(CLUSTER)
     _finished_turn(store, track_id)
-    assert store.track(track_id)["audio"][0]["removed"] is None
+    with store.engine.begin() as connection:
+        connection.execute(text("DROP TABLE alembic_version"))
+        if not had_removed:
+            connection.execute(text("ALTER TABLE audio DROP COLUMN removed"))
+    store.engine.dispose()
+
+    store = TraceStore(url)
+    assert len(store.track(track_id)["audio"]) == 2 and store.purge_audio(0) == 2
+    assert all(a["removed"] for a in store.track(track_id)["audio"])
+    _assert_migrated(store)
+
+
+def test_migrations_have_one_head_and_make_the_models_schema(url):
+    _assert_migrated(TraceStore(url))
+
+
+def _assert_migrated(store: TraceStore) -> None:
+    with store.engine.connect() as connection:
+        heads = ScriptDirectory.from_config(migration_config(connection)).get_heads()
+        assert len(heads) == 1, "one line of revisions"
+        context = MigrationContext.configure(connection)
+        assert context.get_current_heads() == tuple(heads)
+        assert compare_metadata(context, metadata) == []
 
 
 def test_a_status_filter_reads_past_the_first_batch(url):
