@@ -62,8 +62,9 @@ def test_the_stage_answers_and_a_closed_stream_frees_the_model(llm):
 
 
 def test_the_kept_cache_reads_only_what_is_new_and_answers_as_a_fresh_generator(llm):
-    # A prompt that does not fit this one's kept generator gets one of its own, with nothing cached.
-    uncached = OnnxGenAILLM(context_tokens=60)
+    # A prompt that does not fit this one's kept generator gets one of its own, with nothing cached;
+    # this one generates in the replica's own process.
+    uncached = OnnxGenAILLM(context_tokens=60, own_process=False)
     settings = GenerationSettings(max_new_tokens=24)
     follow_up = [*chat("What is the capital city of France?")]
     follow_up += [{"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And of Italy?"}]
@@ -75,6 +76,20 @@ def test_the_kept_cache_reads_only_what_is_new_and_answers_as_a_fresh_generator(
         # At least the system prompt was read before, by the warm-up or the question before.
         assert 30 <= profile["cached_prompt_tokens"] < profile["prompt_tokens"]
     assert "rome" in text.lower()
+
+
+def test_a_generation_process_that_dies_fails_its_request_and_the_next_starts_a_new_one(llm):
+    pieces = llm.stream(
+        chat("Tell me a long story about a dragon."), GenerationSettings(max_new_tokens=300), threading.Event()
+    )
+    assert isinstance(next(pieces), str)
+    llm._generation._proc.kill()
+    with pytest.raises(RuntimeError, match=r"the LLM's generation process exited \(code -9\)"):
+        list(pieces)
+    assert llm._lock.acquire(blocking=False), "the failed request freed the model"
+    llm._lock.release()
+    text, profile = llm.generate(chat("What is the capital city of France?"), GenerationSettings())
+    assert "paris" in text.lower() and profile["completion_tokens"] > 0
 
 
 def test_sampling_with_a_temperature_still_answers(llm):

@@ -1,0 +1,100 @@
+"""Fast refusal: a turn that would wait longer than the configured budget is refused at once (HTTP 503
+with Retry-After, an ErrorFrame on the WebSocket) instead of joining a queue where every turn waits.
+
+The expected wait of a new turn is how many turns are ahead of it beyond those served side by side,
+times the time a turn takes, shared by those served side by side. A turn's time is learnt (a moving
+average) from the turns that did not wait, so it is what the models take on this machine now.
+Counted per ingress replica: with several, each admits its share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+# How much one finished turn moves the learnt turn time.
+_SMOOTHING = 0.2
+
+
+class AdmissionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Turns the models serve side by side before the next ones wait (per ingress replica).
+    concurrent_turns: int = Field(2, ge=1)
+    # A turn expected to wait longer than this is refused; 0 refuses whatever would wait at all.
+    max_wait_s: float = Field(3.0, ge=0)
+    # What a turn takes until one has finished here (the reference machine: 2.6 s on 2 CPU cores).
+    initial_turn_s: float = Field(2.5, gt=0)
+    # Learn a turn's time from finished turns; off: initial_turn_s throughout.
+    learn_turn_time: bool = True
+
+
+class Overloaded(HTTPException):
+    """503 with the seconds to wait before trying again, in the message and in Retry-After."""
+
+    def __init__(self, expected_wait_s: float, settings: AdmissionSettings) -> None:
+        self.retry_after_s = max(1, math.ceil(expected_wait_s))
+        super().__init__(
+            503,
+            f"busy: this turn would wait {expected_wait_s:.1f} s for the models, over the budget of "
+            f"{settings.max_wait_s:g} s (admission.max_wait_s); try again in {self.retry_after_s} s",
+            headers={"Retry-After": str(self.retry_after_s)},
+        )
+
+
+@dataclass
+class Ticket:
+    """An admitted turn. The caller marks it finished when it ran to its end, so its time is learnt
+    (a turn dropped or failed early says nothing about how long turns take)."""
+
+    waited: bool
+    started: float
+    finished: bool = False
+    released: bool = False
+
+
+class Admission:
+    def __init__(self, settings: AdmissionSettings, on_refusal: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.in_flight = 0
+        self.turn_s = settings.initial_turn_s
+        self._on_refusal = on_refusal
+
+    def expected_wait_s(self) -> float:
+        """What a turn arriving now would wait before the models start on it."""
+        ahead = self.in_flight + 1 - self.settings.concurrent_turns
+        return max(0, ahead) * self.turn_s / self.settings.concurrent_turns
+
+    def admit(self, route: str) -> Ticket:
+        """A ticket to release when the turn ends, or Overloaded at once."""
+        wait = self.expected_wait_s()
+        if wait > self.settings.max_wait_s:
+            if self._on_refusal is not None:
+                self._on_refusal(route)
+            raise Overloaded(wait, self.settings)
+        self.in_flight += 1
+        return Ticket(waited=wait > 0, started=time.perf_counter())
+
+    def release(self, ticket: Ticket) -> None:
+        """Idempotent: a streamed turn releases from wherever it ends first."""
+        if ticket.released:
+            return
+        ticket.released = True
+        self.in_flight -= 1
+        if ticket.finished and not ticket.waited and self.settings.learn_turn_time:
+            self.turn_s += _SMOOTHING * (time.perf_counter() - ticket.started - self.turn_s)
+
+    @contextlib.contextmanager
+    def turn(self, route: str) -> Iterator[Ticket]:
+        """Admits the turn for as long as the block runs, or raises Overloaded at once."""
+        ticket = self.admit(route)
+        try:
+            yield ticket
+        finally:
+            self.release(ticket)
