@@ -61,6 +61,10 @@ class OnnxGenAIOptions(StrictModel):
     prefix_cache: bool = True
     # Generate in a child process (see the module's docstring); off: in the replica's own process.
     own_process: bool = True
+    # The child's CPU priority below the other models' (Unix nice): while the LLM decodes the rest of a
+    # reply, speech synthesis of its first words gets the cores first. Measured on 2 cores, one run each:
+    # nice 10 against 0, TTS first audio 0.26 against 0.36 s, first audio 1.04 against 1.20 s.
+    nice: int = Field(10, ge=0, le=19)
 
 
 class OnnxGeneration:
@@ -186,7 +190,9 @@ class _AskedToStop:
 
 def _serve(conn: Connection, model_dir: str, provider: str, options_json: str) -> None:
     """The child process: load, say ready, then one generation per request until the replica goes."""
-    generation = OnnxGeneration(Path(model_dir), provider, OnnxGenAIOptions.model_validate_json(options_json))
+    options = OnnxGenAIOptions.model_validate_json(options_json)
+    os.nice(options.nice)
+    generation = OnnxGeneration(Path(model_dir), provider, options)
     conn.send(("ready", None))
     while True:
         try:
