@@ -18,11 +18,15 @@ from omniwire.frames import EndFrame, ErrorFrame, Frame, StartFrame, from_wire
 class OmniServeError(RuntimeError):
     """The server answered with an error; `detail` is its explanation."""
 
-    def __init__(self, status: int, detail: str, body: dict[str, Any] | None = None):
+    def __init__(
+        self, status: int, detail: str, body: dict[str, Any] | None = None, retry_after_s: float | None = None
+    ):
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
         self.detail = detail
         self.body = body or {}
+        # The server is busy (503) and says when to try again.
+        self.retry_after_s = retry_after_s
 
 
 class ServerUnreachable(ConnectionError):
@@ -170,7 +174,9 @@ class OmniServeClient:
             detail = body.get("detail", response.text)
         except ValueError:
             body, detail = None, response.text
-        raise OmniServeError(response.status_code, str(detail), body)
+        retry_after = response.headers.get("retry-after", "")
+        retry_after_s = float(retry_after) if retry_after.isdigit() else None
+        raise OmniServeError(response.status_code, str(detail), body, retry_after_s)
 
 
 class LiveConnection:
@@ -215,7 +221,7 @@ class LiveConnection:
             raise ConnectionError(f"the server closed the conversation ({exc})") from None
         frame = _parse_frame(message)
         if isinstance(frame, ErrorFrame) and frame.fatal:
-            raise OmniServeError(frame.status, frame.error)
+            raise OmniServeError(frame.status, frame.error, retry_after_s=frame.retry_after_s)
         return frame
 
     def close(self) -> None:

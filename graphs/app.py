@@ -14,6 +14,7 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.base import components
+from graphs.api.admission import AdmissionSettings
 from graphs.api.auth import ExposureError, check_exposure
 from graphs.api.ingress import OmniServeIngress
 from graphs.api.limits import Limits
@@ -39,6 +40,8 @@ class AppArgs(BaseModel):
     audio_retention_days: float | None = Field(None, gt=0)
     # What one request or live session may ask (graphs/api/limits.py); each refusal names its key.
     limits: Limits = Limits()
+    # When to refuse a turn at once instead of queueing it (graphs/api/admission.py).
+    admission: AdmissionSettings = AdmissionSettings()
     openai_api: OpenAIAPIArgs = OpenAIAPIArgs()
     # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); each track becomes a trace.
     otlp_endpoint: str | None = None
@@ -130,12 +133,7 @@ def build_models(config: ClustersConfig, names: list[str]) -> dict[str, Applicat
         spec = config.models[name]
         models[name] = (
             serve.deployment(registry[spec.component])
-            .options(
-                name=name,
-                num_replicas=spec.num_replicas,
-                max_ongoing_requests=spec.max_ongoing_requests,
-                ray_actor_options=spec.ray_actor_options.for_serve(),
-            )
+            .options(name=name, **spec.deployment_options())
             .bind(**spec.options)
         )
     return models
@@ -221,4 +219,5 @@ def build_app(args: dict[str, Any]) -> Application:
         parsed.openai_api.model_dump(),
         parsed.audio_retention_days,
         parsed.limits.model_dump(),
+        parsed.admission.model_dump(),
     )

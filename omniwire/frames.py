@@ -64,6 +64,7 @@ class ErrorFrame(SystemFrame):
     stage: str | None = None
     status: int = 500  # what the same failure answers over plain HTTP
     fatal: bool = False
+    retry_after_s: float | None = None  # the server is busy (503): when to try again
 
 
 @dataclass

@@ -71,6 +71,13 @@ class Admission:
         ahead = self.in_flight + 1 - self.settings.concurrent_turns
         return max(0, ahead) * self.turn_s / self.settings.concurrent_turns
 
+    def summary(self) -> dict[str, float]:
+        return {
+            "turns_in_flight": self.in_flight,
+            "expected_wait_s": round(self.expected_wait_s(), 3),
+            "turn_s": round(self.turn_s, 3),
+        }
+
     def admit(self, route: str) -> Ticket:
         """A ticket to release when the turn ends, or Overloaded at once."""
         wait = self.expected_wait_s()

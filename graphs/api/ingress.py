@@ -17,8 +17,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
+from starlette.background import BackgroundTask
 
 from deployments.silero_vad import SileroStream
+from graphs.api.admission import Admission, AdmissionSettings
 from graphs.api.auth import websocket_subprotocol
 from graphs.api.end_of_turn import EndOfTurnModel
 from graphs.api.errors import errors
@@ -30,6 +32,7 @@ from graphs.api.pages import TracePages
 from graphs.api.vad import VADSettings
 from graphs.observability.latency import overhead_s
 from graphs.observability.loop_lag import WINDOW_S, LoopLagProbe
+from graphs.observability.metrics import AdmissionMetrics
 from graphs.pipeline.turn import TurnOutcome, TurnRequest
 from graphs.store.trace_store import AnnotationError, TraceStore, TrackBusy, summarise_turns
 from omniwire import audio
@@ -107,8 +110,10 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         openai_args: dict[str, Any],
         audio_retention_days: float | None = None,
         limits: dict[str, Any] | None = None,
+        admission: dict[str, Any] | None = None,
     ):
         self.limits = Limits.model_validate(limits or {})
+        self.admission = Admission(AdmissionSettings.model_validate(admission or {}), AdmissionMetrics().refusal)
         LimitBody.max_body_bytes = self.limits.max_body_bytes
         self.graphs = graphs
         self.catalog = {c["name"]: c for c in catalog}
@@ -139,12 +144,14 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
     async def healthz(
         self, lag_window_s: float = Query(60.0, gt=0, le=WINDOW_S, description="seconds the loop lag covers")
     ) -> dict[str, Any]:
-        """Liveness, the enabled clusters, and how late this replica's event loop has been waking up."""
+        """Liveness, the enabled clusters, how late this replica's event loop has been waking up, and the
+        turns it has admitted."""
         self.loop_lag.ensure_running()
         return {
             "status": "ok",
             "enabled_clusters": sorted(self.graphs),
             "event_loop_lag": self.loop_lag.summary(lag_window_s),
+            "admission": self.admission.summary(),
         }
 
     @api.get("/v1/clusters")
@@ -239,14 +246,16 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         response_audio: Literal["url", "base64"] = Form("url", description="how the reply audio comes back"),
     ) -> Response:
         received = time.time()
-        cluster, request = await self._prepare(audio_file, images, cluster, track_id, response_audio == "base64")
-        try:
-            outcome: TurnOutcome = await self.graphs[cluster].run_turn.remote(request)
-        except Exception as exc:
-            await asyncio.to_thread(
-                self.store.close_tasks, request.task_ids, f"turn aborted: {type(exc).__name__}: {exc}"
-            )
-            raise HTTPException(500, f"the {cluster} graph failed: {type(exc).__name__}") from None
+        with self.admission.turn("http") as ticket:
+            cluster, request = await self._prepare(audio_file, images, cluster, track_id, response_audio == "base64")
+            try:
+                outcome: TurnOutcome = await self.graphs[cluster].run_turn.remote(request)
+            except Exception as exc:
+                await asyncio.to_thread(
+                    self.store.close_tasks, request.task_ids, f"turn aborted: {type(exc).__name__}: {exc}"
+                )
+                raise HTTPException(500, f"the {cluster} graph failed: {type(exc).__name__}") from None
+            ticket.finished = True
 
         body = self._body(outcome, received, time.time())
         status = {"completed": 200, "no_speech": 422, "failed": 502}[outcome.status]
@@ -263,7 +272,12 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
     ) -> Response:
         """The same turn as POST /v1/conversations, as frames while they happen: newline-delimited
         JSON, or server-sent events when the client accepts text/event-stream."""
-        cluster, turn = await self._prepare(audio_file, images, cluster, track_id, speech_ended_at=time.time())
+        ticket = self.admission.admit("stream")
+        try:
+            cluster, turn = await self._prepare(audio_file, images, cluster, track_id, speech_ended_at=time.time())
+        except BaseException:
+            self.admission.release(ticket)
+            raise
         frames = self.graphs[cluster].options(stream=True).run_turn_stream.remote(turn)
         sse = "text/event-stream" in request.headers.get("accept", "")
 
@@ -272,10 +286,16 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
                 async for frame in frames:
                     wire = json.dumps(frame.to_wire())
                     yield f"event: {type(frame).__name__}\ndata: {wire}\n\n" if sse else wire + "\n"
+                ticket.finished = True
             finally:
                 frames.cancel()  # a client that hangs up stops the turn
+                self.admission.release(ticket)
 
-        return StreamingResponse(lines(), media_type="text/event-stream" if sse else "application/x-ndjson")
+        # Released by the stream's end, or here if the stream never started (a client gone before it).
+        release = BackgroundTask(self.admission.release, ticket)
+        return StreamingResponse(
+            lines(), media_type="text/event-stream" if sse else "application/x-ndjson", background=release
+        )
 
     @api.websocket("/v1/conversations/ws")
     async def converse_live(self, ws: WebSocket) -> None:
@@ -324,6 +344,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             end_of_turn=self.end_of_turn,
             discard=self.store.discard_turn,
             limits=self.limits,
+            admission=self.admission,
         )
         await live.run()
 

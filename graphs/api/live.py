@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import soxr
 from fastapi import WebSocket, WebSocketDisconnect
 from ray.serve.exceptions import RequestCancelledError
 
+from graphs.api.admission import Admission, AdmissionSettings, Overloaded
 from graphs.api.limits import Limits, image_problem
 from graphs.api.vad import RATE, Pause, SpeechSegmenter, SpeechStarted, Utterance, VADSettings
 from graphs.observability.latency import FirstAudio
@@ -80,6 +82,7 @@ class LiveConversation:
         end_of_turn: Any = None,
         discard: Callable[[list[str], str], Any] | None = None,
         limits: Limits | None = None,
+        admission: Admission | None = None,
     ):
         self.ws = ws
         self.start = start
@@ -91,6 +94,7 @@ class LiveConversation:
         self.end_of_turn = end_of_turn if vad.end_of_turn else None
         self.discard = discard
         self.limits = limits or Limits()
+        self.admission = admission or Admission(AdmissionSettings(max_wait_s=math.inf))
         self.segmenter = SpeechSegmenter(vad)
         self._segmenting = asyncio.Lock()  # the segmenter runs in a thread, one call at a time
         self.queue = FrameQueue()
@@ -261,17 +265,29 @@ class LiveConversation:
             # Turns of one track take their turn. wait, not gather: dropping this turn must not cancel that one.
             await asyncio.wait({turn.previous.task})
         turn.previous = None  # done: nothing to wait for or go back to
+        try:
+            ticket = self.admission.admit("live")
+        except Overloaded as exc:
+            # Said once the user has finished (a turn dropped because they went on says nothing).
+            self._deliver(turn, ErrorFrame(error=exc.detail, status=503, retry_after_s=exc.retry_after_s))
+            return
         turn.stream = self.graph.options(stream=True).run_turn_stream.remote(turn.request)
         try:
             async for frame in turn.stream:
-                if turn.committed:
-                    self._put(turn, frame)
-                else:
-                    turn.held.append(frame)
+                self._deliver(turn, frame)
+            ticket.finished = True
         except RequestCancelledError:
             return  # interrupted or dropped: the StartInterruptionFrame or the records say so
         except Exception as exc:
             self.queue.put(ErrorFrame(error=f"the turn failed: {type(exc).__name__}: {exc}", status=500))
+        finally:
+            self.admission.release(ticket)
+
+    def _deliver(self, turn: _LiveTurn, frame) -> None:
+        if turn.committed:
+            self._put(turn, frame)
+        else:
+            turn.held.append(frame)
 
     async def _drop(self, turn: _LiveTurn, reason: str) -> None:
         """A turn started on a pause that was not the end: cancelled, and its records say why."""

@@ -50,3 +50,19 @@ class ClusterMetrics:
 
     def first_audio(self, seconds: float) -> None:
         self.first_audio_seconds.observe(seconds, tags={"cluster": self.cluster})
+
+
+class AdmissionMetrics:
+    """The ingress's refusals and the turns it has admitted."""
+
+    def __init__(self) -> None:
+        from ray.serve import metrics
+
+        self.refused = metrics.Counter(
+            "omniserve_refused_turns",
+            description="Turns refused at once because their expected wait was over admission.max_wait_s",
+            tag_keys=("route",),
+        )
+
+    def refusal(self, route: str) -> None:
+        self.refused.inc(tags={"route": route})

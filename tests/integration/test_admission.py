@@ -1,0 +1,84 @@
+"""Fast refusal against the real server: beyond what the models can take within the wait budget, a
+turn is refused at once with 503 and Retry-After (an ErrorFrame on the WebSocket), writes nothing,
+is counted in the metrics, and the admitted turns complete."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from bench.speech import speak
+from tests.integration.conftest import AUTH
+from tests.integration.test_conversation import _task_count
+from tests.integration.test_streaming import LiveClient, is_type
+
+CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
+# The test server's admission (conftest): 2 turns side by side, a fixed 2 s a turn, a 3 s budget,
+# so 4 turns are admitted and the fifth would wait 4 s.
+ADMITTED = 4
+
+
+def timed_turn(server, audio: bytes) -> tuple[float, httpx.Response]:
+    t0 = time.perf_counter()
+    files = [("audio", ("turn.wav", audio, "audio/wav"))]
+    response = httpx.post(
+        f"{server.url}/v1/conversations", data={"cluster": CLUSTER}, files=files, headers=AUTH, timeout=300
+    )
+    return time.perf_counter() - t0, response
+
+
+def refusals_counted(server) -> float:
+    text = httpx.get(server.metrics_url, timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("ray_omniserve_refused_turns")
+    )
+
+
+def test_turns_beyond_the_wait_budget_are_refused_at_once_and_write_nothing(server):
+    audio = speak("What is the capital city of France?")
+    tasks_before = _task_count(server)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: timed_turn(server, audio), range(8)))
+    admitted = [(s, r) for s, r in results if r.status_code == 200]
+    refused = [(s, r) for s, r in results if r.status_code == 503]
+    assert len(admitted) == ADMITTED and len(refused) == 8 - ADMITTED, [r.status_code for _, r in results]
+    for _, response in refused:
+        assert int(response.headers["retry-after"]) >= 1
+        assert "admission.max_wait_s" in response.json()["detail"]
+    # A refusal answers before any admitted turn does: nothing of it waited for a model.
+    assert max(s for s, _ in refused) < min(s for s, _ in admitted)
+    assert _task_count(server) == tasks_before + ADMITTED * 3, "refused turns wrote no task records"
+    deadline = time.time() + 60
+    while refusals_counted(server) < 8 - ADMITTED:
+        assert time.time() < deadline, "the refusals never reached the metrics"
+        time.sleep(1)
+
+
+def test_a_live_turn_is_refused_with_an_error_frame_while_the_models_are_full(server):
+    audio = speak("What is the capital city of France?")
+    busy = threading.Event()
+
+    def fill():
+        with ThreadPoolExecutor(ADMITTED) as pool:
+            futures = [pool.submit(timed_turn, server, audio) for _ in range(ADMITTED)]
+            busy.set()
+            return [f.result()[1].status_code for f in futures]
+
+    with ThreadPoolExecutor(1) as filler, LiveClient(server, cluster=CLUSTER) as client:
+        client.wait_for(is_type("StartFrame"))
+        statuses = filler.submit(fill)
+        busy.wait()
+        deadline = time.time() + 30
+        while server.http.get("/healthz").json()["admission"]["turns_in_flight"] < ADMITTED:
+            assert time.time() < deadline, "the filling turns were never admitted"
+            time.sleep(0.05)
+        client.speak("What time is it?")
+        error = client.wait_for(is_type("ErrorFrame"))
+        assert error["status"] == 503 and error["retry_after_s"] >= 1 and not error["fatal"]
+        assert "admission.max_wait_s" in error["error"]
+        assert statuses.result() == [200] * ADMITTED
+        # The session goes on: the next question is answered.
+        client.speak("What is two plus two?")
+        end = client.wait_for(is_type("EndFrame"), timeout=120)
+        assert end["status"] == "completed"
