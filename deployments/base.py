@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from deployments.scheduling import PriorityGate
 from deployments.sentences import SentenceAggregator
 from omniwire.audio import to_pcm16
 from omniwire.frames import EmotionFrame, Frame, LLMTextFrame, TextFrame, TranscriptionFrame, TTSAudioFrame
@@ -164,6 +165,10 @@ class Component:
 
     name: ClassVar[str]
     kind: ClassVar[str]
+    # Model calls a replica runs at once, the rest waiting by priority (deployments/scheduling.py). One
+    # for a local model, whose intra-op threads already use the cores it has; a cluster's config may
+    # change it per model (`concurrency`, handed to `reconfigure`).
+    concurrency: ClassVar[int] = 1
 
     class Options(StrictModel):
         pass
@@ -173,6 +178,12 @@ class Component:
 
     def __init__(self, **options: Any) -> None:
         self.options = self.Options.model_validate(options)
+        self.gate = PriorityGate(self.concurrency)
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Serve's user_config: the scheduling settings of the model in the clusters file."""
+        if "concurrency" in config:
+            self.gate.resize(config["concurrency"])
 
     @classmethod
     def unavailable_reason(cls, options: dict[str, Any]) -> str | None:
@@ -186,11 +197,16 @@ class Component:
     def process(self, inputs: dict[str, Any], params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         raise NotImplementedError
 
-    async def run(self, inputs: dict[str, Any], params: dict[str, Any]) -> StageOutput:
+    async def run(self, inputs: dict[str, Any], params: dict[str, Any], priority: int = 0) -> StageOutput:
+        """`priority`: lower goes first when calls wait for the model (a reply's first chunk is 0)."""
         parsed = self.Params.model_validate(params)
-        ts_start = time.time()
-        t0 = time.perf_counter()
-        outputs, profile = await asyncio.to_thread(self.process, inputs, parsed)
+        asked = time.perf_counter()
+        async with self.gate.slot(priority):
+            ts_start = time.time()
+            t0 = time.perf_counter()
+            outputs, profile = await asyncio.to_thread(self.process, inputs, parsed)
+        if t0 - asked > 0.001:
+            profile = {**profile, "queue_wait_s": round(t0 - asked, 3)}
         return StageOutput(outputs, profile, self.model_seconds(profile, time.perf_counter() - t0), ts_start)
 
 

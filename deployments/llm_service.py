@@ -182,8 +182,9 @@ class LLMService(Component):
     ) -> dict[str, Any]:
         """A chat completion for callers other than a cluster graph (the OpenAI-compatible API)."""
         settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
-        t0 = time.perf_counter()
-        text, profile = await asyncio.to_thread(self.generate, messages, settings)
+        async with self.gate.slot():
+            t0 = time.perf_counter()
+            text, profile = await asyncio.to_thread(self.generate, messages, settings)
         return {"text": text, "model_s": time.perf_counter() - t0, **profile}
 
     async def chat_stream(
@@ -232,6 +233,17 @@ class LLMService(Component):
         PIECE_INTERVAL_S: each piece costs a hop through every process between the model and the
         client, CPU that the model itself needs on a small machine.
         """
+        asked = time.perf_counter()
+        async with self.gate.slot():
+            if (waited := time.perf_counter() - asked) > 0.001:
+                profile["queue_wait_s"] = round(waited, 3)
+            async with contextlib.aclosing(self._generated(messages, settings, profile)) as pieces:
+                async for piece in pieces:
+                    yield piece
+
+    async def _generated(
+        self, messages: list[dict[str, Any]], settings: GenerationSettings, profile: dict[str, Any]
+    ) -> AsyncIterator[str]:
         stop = threading.Event()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()

@@ -45,6 +45,8 @@ def openai_client(api_key_env: str, base_url: str | None, timeout_s: float, max_
 class OpenAIService:
     """Mixin for components whose Options derive from OpenAIOptions."""
 
+    # Calls wait on the network, not the cores.
+    concurrency = 16
     options: OpenAIOptions
 
     @classmethod

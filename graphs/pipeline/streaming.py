@@ -9,14 +9,19 @@ here knows about LLMs or speech.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray.exceptions import RayActorError
+
 from deployments.base import StageOutput
 from graphs.observability.latency import stage_profile
-from graphs.pipeline.turn import Stage, Turn, TurnRecords, cancelled_by_serve, error_text
+from graphs.pipeline.turn import Stage, Turn, TurnRecords, cancelled_by_serve, error_text, with_failover
 from omniwire.frames import MetricsFrame
+
+logger = logging.getLogger("ray.serve")
 
 _DONE = object()
 _CANCELLED = object()  # Serve cancelled the upstream stage: the turn is being cancelled
@@ -58,9 +63,20 @@ async def piped(
         first = None
         final: StageOutput | None = None
         chunker = incremental.chunker()
-        pieces = models[up.model].options(stream=True).run_stream.remote(up_inputs, up.params)
+        stream = models[up.model].options(stream=True).run_stream
+        pieces = first_try = stream.remote(up_inputs, up.params)
         try:
-            async for item in pieces:
+            while True:
+                try:
+                    item = await anext(pieces)
+                except StopAsyncIteration:
+                    break
+                except RayActorError:
+                    if progress.produced or final is not None or pieces is not first_try:
+                        raise  # part of the reply is out: a second try would say it again
+                    logger.warning("%s: the model's replica died before answering; trying another", up.name)
+                    pieces = stream.remote(up_inputs, up.params)
+                    continue
                 if isinstance(item, StageOutput):
                     final = item
                     continue
@@ -96,7 +112,11 @@ async def piped(
                 records.started(down, progress.downstream_started[0])
             ts_call, t1 = time.time(), time.perf_counter()
             try:
-                result = await models[down.model].run.remote({**down_inputs, slot: chunk}, down.params)
+                # A reply's first chunk goes ahead of other replies' later ones where calls wait.
+                call = models[down.model].run
+                result = await with_failover(
+                    lambda: call.remote({**down_inputs, slot: chunk}, down.params, priority=index), down.name
+                )
             except Exception as exc:
                 out.put_nowait(_Failure(down, error_text(exc)))
                 return
