@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from deployments.base import KINDS, PLANNED, REQUEST_SLOTS, components
 
@@ -40,12 +40,62 @@ class RayActorOptions(_Strict):
         return self.model_dump(exclude={"num_gpus"} if self.num_gpus == 0 else set())
 
 
+class AutoscalingSpec(_Strict):
+    """Serve's autoscaling_config, with delays for voice traffic: a burst of conversations needs
+    replicas within seconds (Serve's default upscale delay is 30 s, its downscale delay 600 s)."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    initial_replicas: int | None = Field(None, ge=0)
+    # Requests a replica should have in hand (running or queued in it); more, and another is started.
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    upscale_delay_s: float = Field(3.0, ge=0)
+    downscale_delay_s: float = Field(120.0, ge=0)
+    metrics_interval_s: float = Field(2.0, gt=0)
+    look_back_period_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is over max_replicas ({self.max_replicas})")
+        return self
+
+
 class ModelSpec(_Strict):
     component: str
     options: dict[str, Any] = {}
-    num_replicas: int = Field(1, ge=1)
+    # A fixed number of replicas; with autoscaling_config, Serve chooses between its bounds instead.
+    num_replicas: int | None = Field(None, ge=1)
+    autoscaling_config: AutoscalingSpec | None = None
+    # Requests a replica accepts; the rest wait in the caller's queue, up to max_queued_requests
+    # (-1: no bound), then are refused at once.
     max_ongoing_requests: int = Field(16, ge=1)
+    max_queued_requests: int = Field(64, ge=-1)
+    # Model calls a replica runs at once, the rest waiting by priority; default: the component's
+    # (one for a local model, whose threads already use its cores).
+    concurrency: int | None = Field(None, ge=1)
     ray_actor_options: RayActorOptions = RayActorOptions()
+
+    @model_validator(mode="after")
+    def _one_way_to_size(self) -> ModelSpec:
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("give num_replicas or autoscaling_config, not both")
+        return self
+
+    def deployment_options(self) -> dict[str, Any]:
+        """What Serve's .options() takes for this model."""
+        options: dict[str, Any] = {
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "ray_actor_options": self.ray_actor_options.for_serve(),
+        }
+        if self.autoscaling_config is not None:
+            options["autoscaling_config"] = self.autoscaling_config.model_dump(exclude_none=True)
+        else:
+            options["num_replicas"] = self.num_replicas or 1
+        if self.concurrency is not None:
+            options["user_config"] = {"concurrency": self.concurrency}
+        return options
 
 
 class StageSpec(_Strict):

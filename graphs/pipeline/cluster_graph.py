@@ -37,6 +37,7 @@ from graphs.pipeline.turn import (
     TurnRequest,
     cancelled_by_serve,
     error_text,
+    with_failover,
 )
 from graphs.store.trace_store import TaskStatus, TraceStore
 from omniwire.audio import MODEL_RATE, encode_wav
@@ -203,7 +204,8 @@ class ClusterGraph:
         records.started(stage, ts_start)
         t0 = time.perf_counter()
         try:
-            result = await self.models[stage.model].run.remote(inputs, stage.params)
+            model = self.models[stage.model]
+            result = await with_failover(lambda: model.run.remote(inputs, stage.params), stage.name)
         except Exception as exc:
             if cancelled_by_serve(exc):
                 raise asyncio.CancelledError from None  # recorded as cancelled, with the whole turn

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from ray.exceptions import RayActorError
 from ray.serve.exceptions import RequestCancelledError
 
 from deployments.base import KINDS, Contract
@@ -19,6 +22,9 @@ from omniwire.audio import from_pcm16
 from omniwire.frames import ErrorFrame, Frame, TTSAudioFrame
 
 NO_SPEECH = "no speech recognised in the audio"
+
+logger = logging.getLogger("ray.serve")
+T = TypeVar("T")
 
 
 @dataclass
@@ -108,6 +114,17 @@ def cancelled_by_serve(exc: BaseException) -> bool:
         return True
     cause = getattr(exc, "cause", None) or exc
     return isinstance(cause, (RuntimeError, ValueError)) and any(m in str(cause) for m in _CLOSED_MID_PIECE)
+
+
+async def with_failover(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """A model call, made again once if its replica died before answering (killed, out of memory, its
+    node gone): Serve drops a dead replica from its routing at once, so the second try goes to another
+    replica, or waits for the replacement of the only one. A stateless stage loses nothing by it."""
+    try:
+        return await call()
+    except RayActorError as exc:
+        logger.warning("%s: the model's replica died before answering (%s); trying another", what, type(exc).__name__)
+        return await call()
 
 
 def error_text(exc: BaseException) -> str:

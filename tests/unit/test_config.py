@@ -276,3 +276,35 @@ def test_a_parallel_step_needs_two_stages(tmp_path):
     """),
     )
     assert "clusters.A.stages[0].parallel: List should have at least 2 items" in message
+
+
+def test_scaling_settings_are_checked_and_become_serve_deployment_options(tmp_path):
+    message = load_error(
+        tmp_path,
+        """
+        models:
+          stt: {component: whisper_stt, num_replicas: 2, autoscaling_config: {max_replicas: 3}}
+          tts: {component: piper_tts, autoscaling_config: {min_replicas: 3, max_replicas: 2, upscale_delai_s: 1}}
+        clusters:
+          A: {stages: [{name: speech_to_text, model: stt}]}
+    """,
+    )
+    assert "models.stt: Value error, give num_replicas or autoscaling_config, not both" in message
+    assert "models.tts.autoscaling_config.upscale_delai_s: Extra inputs are not permitted" in message
+
+    from ray.serve.config import AutoscalingConfig
+
+    config = load_clusters()
+    whisper = config.models["whisper-tiny-en"].deployment_options()
+    autoscaling = AutoscalingConfig(**whisper["autoscaling_config"])
+    assert autoscaling.upscale_delay_s <= 5 and autoscaling.max_replicas >= 2 and "num_replicas" not in whisper
+    assert whisper["max_queued_requests"] > 0, "queues in front of a model are bounded"
+    fixed = config.models["smollm2-135m"].deployment_options()
+    assert fixed["num_replicas"] == 1 and "user_config" not in fixed
+    write(
+        tmp_path,
+        "models:\n  s: {component: whisper_stt, concurrency: 2}\nclusters:\n  A: {stages: [{name: s, model: s}]}\n",
+    )
+    assert load_clusters(tmp_path / "clusters.yaml").models["s"].deployment_options()["user_config"] == {
+        "concurrency": 2
+    }
