@@ -100,6 +100,37 @@ class LiveSession:
             "status": end["status"],
         }
 
+    def outcome(self, timeout: float = 120.0) -> dict[str, Any]:
+        """After speaking: when the first reply audio came, once the turn has ended; or the refusal
+        (503, with when to try again) or the error that came instead."""
+        deadline = time.time() + timeout
+        first_audio, seen = None, 0
+        while time.time() < deadline:
+            while seen < len(self.received):
+                at, frame = self.received[seen]
+                seen += 1
+                if frame["type"] == "TTSAudioFrame":
+                    first_audio = first_audio or at
+                elif frame["type"] == "ErrorFrame" and frame["status"] == 503:
+                    return {
+                        "refused": True,
+                        "at": at,
+                        "retry_after_s": frame.get("retry_after_s") or 1.0,
+                        "error": None,
+                    }
+                elif frame["type"] == "ErrorFrame":
+                    return {"refused": False, "error": f"ErrorFrame {frame['status']}: {frame['error'][:200]}"}
+                elif frame["type"] == "EndFrame":
+                    if frame["status"] == "completed" and first_audio is not None:
+                        return {"refused": False, "error": None, "first_audio": first_audio}
+                    return {"refused": False, "error": f"turn ended {frame['status']}"}
+            try:
+                message = self.ws.recv(timeout=max(deadline - time.time(), 0.01))
+            except TimeoutError:
+                break
+            self.received.append((time.time(), json.loads(message)))
+        raise TimeoutError(f"no end of the turn within {timeout:.0f} s")
+
     def barge_in(self, audio: np.ndarray) -> dict[str, Any]:
         self.received = []
         self.speak(audio)
