@@ -4,6 +4,7 @@ from fastapi import FastAPI
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from graphs.api.admission import RefuseWhenBusy
 from graphs.api.auth import RequireAPIKey
 from graphs.api.limits import LimitBody
 
@@ -86,6 +87,7 @@ class SecurityHeaders(_HeadersMiddleware):
 
 
 # The last added runs first: the key is checked before anything else happens.
+api.add_middleware(RefuseWhenBusy)
 api.add_middleware(LimitBody)
 api.add_middleware(AllowEveryMethod)
 api.add_middleware(SecurityHeaders)

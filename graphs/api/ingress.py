@@ -20,7 +20,7 @@ from ray import serve
 from starlette.background import BackgroundTask
 
 from deployments.silero_vad import SileroStream
-from graphs.api.admission import Admission, AdmissionSettings
+from graphs.api.admission import Admission, AdmissionSettings, Overloaded, RefuseWhenBusy
 from graphs.api.auth import websocket_subprotocol
 from graphs.api.end_of_turn import EndOfTurnModel
 from graphs.api.errors import errors
@@ -114,6 +114,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
     ):
         self.limits = Limits.model_validate(limits or {})
         self.admission = Admission(AdmissionSettings.model_validate(admission or {}), AdmissionMetrics().refusal)
+        RefuseWhenBusy.admission = self.admission
         LimitBody.max_body_bytes = self.limits.max_body_bytes
         self.graphs = graphs
         self.catalog = {c["name"]: c for c in catalog}
@@ -303,6 +304,14 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         self.loop_lag.ensure_running()
         # A browser that sent its key as a subprotocol only opens the socket if that one is selected.
         await ws.accept(subprotocol=websocket_subprotocol(ws.scope.get("subprotocols", [])))
+        try:
+            # A session opened while turns are being refused would only add its listening to the load.
+            self.admission.check("live")
+        except Overloaded as exc:
+            frame = ErrorFrame(error=exc.detail, status=503, fatal=True, retry_after_s=exc.retry_after_s)
+            await ws.send_json(frame.to_wire())
+            await ws.close(code=1013, reason="busy: try again later")
+            return
         try:
             opening = await ws.receive_json()
             if opening.get("type") != "StartFrame":

@@ -55,3 +55,33 @@ def test_the_turn_time_is_learnt_from_finished_turns_that_did_not_wait(monkeypat
     with fixed.turn("http") as ticket:
         ticket.finished = True
     assert fixed.turn_s == 2.0
+
+
+def test_a_turn_that_would_be_refused_is_refused_before_its_upload_is_read():
+    from fastapi import FastAPI, Request
+    from fastapi.testclient import TestClient
+
+    from graphs.api.admission import RefuseWhenBusy
+
+    app = FastAPI()
+    reached = []
+
+    @app.post("/v1/conversations")
+    async def turn(request: Request):
+        reached.append(len(await request.body()))
+        return {"ok": True}
+
+    app.add_middleware(RefuseWhenBusy)
+    admission = Admission(AdmissionSettings(concurrent_turns=1, max_wait_s=1.0, initial_turn_s=2.0))
+    RefuseWhenBusy.admission = admission
+    try:
+        with TestClient(app) as client:
+            assert client.post("/v1/conversations", content=b"x" * 1000).status_code == 200
+            admission.admit("http")  # a turn in flight: the next would wait 2 s
+            refused = client.post("/v1/conversations", content=b"x" * 1000)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
+            assert "admission.max_wait_s" in refused.json()["detail"]
+            assert reached == [1000], "the refused upload never reached the route"
+            assert client.post("/v1/other", content=b"x").status_code == 404, "other routes pass"
+    finally:
+        RefuseWhenBusy.admission = None
