@@ -132,18 +132,23 @@ def run_level(kind: str, clients: int, seconds: float, target, *args) -> dict[st
     }
 
 
-def open_tasks(url: str, cluster: str) -> list[dict[str, Any]]:
-    """Tasks of the cluster's tracks still pending or started: none may be left once the load stops."""
-    stuck = []
+def open_tasks(url: str, cluster: str, since: float, settle_s: float = 30.0) -> list[dict[str, Any]]:
+    """Tasks of the cluster's tracks begun since `since` still pending or started `settle_s` after the
+    load stopped (the last turns, cancelled as their sessions closed, are closed in that time)."""
+    deadline = time.time() + settle_s
     with httpx.Client(base_url=url, timeout=60, headers=auth_headers()) as http:
-        path = f"/v1/tracks?cluster={cluster}&limit=100"
-        while path:
-            page = http.get(path).json()
-            for summary in page["tracks"]:
-                track = http.get(f"/v1/tracks/{summary['track_id']}").json()
-                stuck += [t for t in track["tasks"] if t["status"] in ("pending", "started")]
-            path = page.get("next")
-    return stuck
+        while True:
+            stuck = []
+            path = f"/v1/tracks?cluster={cluster}&since={since:.0f}&limit=100"
+            while path:
+                page = http.get(path).json()
+                for summary in page["tracks"]:
+                    track = http.get(f"/v1/tracks/{summary['track_id']}").json()
+                    stuck += [t for t in track["tasks"] if t["status"] in ("pending", "started")]
+                path = page.get("next")
+            if not stuck or time.time() > deadline:
+                return stuck
+            time.sleep(2)
 
 
 def plot(levels: list[dict[str, Any]], path: Path) -> None:
@@ -203,8 +208,9 @@ def main(argv: list[str] | None = None) -> None:
             levels.append(row)
     soak = None
     if args.soak_seconds > 0:
+        since = time.time()
         soak = run_level("live", args.soak_sessions, args.soak_seconds, live_client, url, args.cluster, questions)
-        soak["stuck_tasks"] = len(open_tasks(url, args.cluster))
+        soak["stuck_tasks"] = len(open_tasks(url, args.cluster, since))
         console.print({"soak": soak})
 
     table = Table(title=f"{args.cluster}: load, {args.seconds:.0f} s a level")

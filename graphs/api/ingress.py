@@ -176,7 +176,6 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         """Tracks, newest first, with their turns, status and last activity; `next` is the next page, if any."""
         if cluster is not None and cluster not in self.catalog:
             raise HTTPException(404, f"cluster: unknown cluster {cluster!r}; known clusters: {sorted(self.catalog)}")
-        after = None
         after = parse_since(since) if since is not None else None
         found = await asyncio.to_thread(self.store.tracks, cluster, limit + 1, status, after, offset)
         next_offset = offset + limit if len(found) > limit else None
