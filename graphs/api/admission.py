@@ -1,10 +1,9 @@
 """Fast refusal: a turn that would wait longer than the configured budget is refused at once (HTTP 503
 with Retry-After, an ErrorFrame on the WebSocket) instead of joining a queue where every turn waits.
 
-The expected wait of a new turn is nothing while fewer turns than are served side by side are in
-flight; else what the turns in flight still have to do (a turn's time less how long it has run, a
-whole turn for one still waiting), shared by those served side by side. A turn's time is learnt (a
-moving average) from the turns that did not wait, so it is what the models take on this machine now.
+The expected wait of a new turn is how many turns are ahead of it beyond those served side by side,
+times the time a turn takes, shared by those served side by side. A turn's time is learnt (a moving
+average) from the turns that did not wait, so it is what the models take on this machine now.
 Counted per ingress replica: with several, each admits its share.
 """
 
@@ -60,7 +59,6 @@ class Ticket:
 
     waited: bool
     started: float
-    expected_start: float  # when the models should start on it: `started` plus its expected wait
     finished: bool = False
     released: bool = False
 
@@ -68,22 +66,14 @@ class Ticket:
 class Admission:
     def __init__(self, settings: AdmissionSettings, on_refusal: Callable[[str], None] | None = None) -> None:
         self.settings = settings
-        self._tickets: list[Ticket] = []
+        self.in_flight = 0
         self.turn_s = settings.initial_turn_s
         self._on_refusal = on_refusal
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tickets)
-
     def expected_wait_s(self) -> float:
         """What a turn arriving now would wait before the models start on it."""
-        if len(self._tickets) < self.settings.concurrent_turns:
-            return 0.0
-        now = time.perf_counter()
-        # A turn running longer than expected still has a little left: a tenth of a turn.
-        left = sum(max(self.turn_s - max(now - t.expected_start, 0.0), 0.1 * self.turn_s) for t in self._tickets)
-        return left / self.settings.concurrent_turns
+        ahead = self.in_flight + 1 - self.settings.concurrent_turns
+        return max(0, ahead) * self.turn_s / self.settings.concurrent_turns
 
     def summary(self) -> dict[str, float]:
         return {
@@ -104,17 +94,15 @@ class Admission:
     def admit(self, route: str) -> Ticket:
         """A ticket to release when the turn ends, or Overloaded at once."""
         wait = self.check(route)
-        now = time.perf_counter()
-        ticket = Ticket(waited=wait > 0, started=now, expected_start=now + wait)
-        self._tickets.append(ticket)
-        return ticket
+        self.in_flight += 1
+        return Ticket(waited=wait > 0, started=time.perf_counter())
 
     def release(self, ticket: Ticket) -> None:
         """Idempotent: a streamed turn releases from wherever it ends first."""
         if ticket.released:
             return
         ticket.released = True
-        self._tickets.remove(ticket)
+        self.in_flight -= 1
         if ticket.finished and not ticket.waited and self.settings.learn_turn_time:
             self.turn_s += _SMOOTHING * (time.perf_counter() - ticket.started - self.turn_s)
 

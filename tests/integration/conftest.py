@@ -76,7 +76,7 @@ def server(tmp_path_factory):
 
     port = free_port()
     # The shipped admission settings, with the turn time fixed so the refusal tests know where the line is.
-    admission = {"concurrent_turns": 2, "max_wait_s": 15.0, "initial_turn_s": 10.0, "learn_turn_time": False}
+    admission = {"concurrent_turns": 2, "max_wait_s": 3.0, "initial_turn_s": 2.0, "learn_turn_time": False}
     config = read_config("serve_config.yaml", port=port, trace_store_url=store_url, admission=admission)
     # The OpenAI clusters talk to this same server's OpenAI-compatible API, through the real client.
     config["applications"][0]["runtime_env"] = {

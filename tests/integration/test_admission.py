@@ -14,10 +14,9 @@ from tests.integration.test_conversation import _task_count
 from tests.integration.test_streaming import LiveClient, is_type
 
 CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
-# The test server's admission (conftest): 2 turns side by side, a fixed 10 s a turn, a 15 s budget:
-# 4 turns are admitted (the third expects to wait 10 s, the fourth 15 s) and, while the first two
-# have run less than 5 s, the fifth would wait longer than 15 s.
-ADMITTED = 4
+# The test server's admission (conftest): 2 turns side by side, a fixed 2 s a turn, a 3 s budget,
+# so 5 turns are admitted (the fifth expects to wait 3 s) and the sixth would wait 4 s.
+ADMITTED = 5
 
 
 def timed_turn(server, audio: bytes) -> tuple[float, httpx.Response]:
