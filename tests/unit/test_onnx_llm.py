@@ -86,10 +86,43 @@ def test_a_generation_process_that_dies_fails_its_request_and_the_next_starts_a_
     llm._generation._proc.kill()
     with pytest.raises(RuntimeError, match=r"the LLM's generation process exited \(code -9\)"):
         list(pieces)
-    assert llm._lock.acquire(blocking=False), "the failed request freed the model"
-    llm._lock.release()
+    assert not llm.busy, "the failed request freed the model"
     text, profile = llm.generate(chat("What is the capital city of France?"), GenerationSettings())
     assert "paris" in text.lower() and profile["completion_tokens"] > 0
+
+
+def test_turns_asked_together_are_decoded_in_one_batch_and_stop_on_their_own():
+    batched = OnnxGenAILLM(max_batch=2, batch_wait_s=0.5)
+    story, capital = chat("Tell me a long story about a dragon."), chat("What is the capital city of France?")
+    stop_story = threading.Event()
+    results = {}
+
+    def ask(name, messages, stop):
+        pieces = []
+        for item in batched.stream(messages, GenerationSettings(max_new_tokens=48), stop):
+            if isinstance(item, dict):
+                results[name] = ("".join(pieces), item)
+            else:
+                pieces.append(item)
+                if name == "story" and len(pieces) == 3:
+                    stop.set()
+
+    threads = [
+        threading.Thread(target=ask, args=("story", story, stop_story)),
+        threading.Thread(target=ask, args=("capital", capital, threading.Event())),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    (_, story_profile), (capital_text, capital_profile) = results["story"], results["capital"]
+    assert story_profile["batch_size"] == capital_profile["batch_size"] == 2
+    assert story_profile["completion_tokens"] <= 6, "the stopped turn ended within a few steps"
+    assert "paris" in capital_text.lower() and capital_profile["completion_tokens"] > 5, "the other went on"
+    assert not batched.busy
+    # Alone, a turn decodes as it does without batching, from the kept prompt cache.
+    text, profile = batched.generate(capital, GenerationSettings(max_new_tokens=48))
+    assert "batch_size" not in profile and profile["cached_prompt_tokens"] > 0 and "paris" in text.lower()
 
 
 def test_sampling_with_a_temperature_still_answers(llm):
@@ -152,8 +185,7 @@ def test_a_barge_in_while_a_token_is_awaited_cancels_cleanly_and_frees_the_model
             await asyncio.sleep(0)
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        assert llm._lock.acquire(blocking=False), "the generation ended before the stage did"
-        llm._lock.release()
+        assert not llm.busy, "the generation ended before the stage did"
         with pytest.raises(StopAsyncIteration):
             await anext(stream)
         return await llm.run({"transcript": "What is the capital city of France?"}, {"prompt_template": "{transcript}"})
