@@ -67,8 +67,9 @@ class OnnxGenAIOptions(StrictModel):
     # Generate in a child process (see the module's docstring); off: in the replica's own process.
     own_process: bool = True
     # Turns decoded together, their prompts padded into one batch (with own_process). On 2 CPU cores
-    # two turns in a batch decoded 1.2-1.3 times the tokens a second of one, but their first token came
-    # 2-3 times later, with no prompt cache: 1 there. A GPU gains far more from it.
+    # it loses (python -m bench.batching): two turns asked at once made 37 tokens/s in a batch against
+    # 50 one after the other, their first piece 0.46 against 0.18 s; four, 39 against 46 tokens/s. So
+    # 1 there; a GPU, with cores to spare for each row, is where a batch pays.
     max_batch: int = Field(1, ge=1)
     # How long a request waits for others to share its batch.
     batch_wait_s: float = Field(0.01, ge=0)
