@@ -173,6 +173,7 @@ def plot(levels: list[dict[str, Any]], path: Path) -> None:
         (refused, "share of turns refused"),
     ):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({r["clients"] for r in levels}), [str(c) for c in sorted({r["clients"] for r in levels})])
         ax.set_xlabel("conversations at once")
         ax.set_title(title)
         ax.grid(alpha=0.3)
