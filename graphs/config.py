@@ -34,10 +34,14 @@ class _Strict(BaseModel):
 class RayActorOptions(_Strict):
     num_cpus: float = Field(0.2, ge=0)
     num_gpus: float = Field(0, ge=0)
+    # Custom Ray resources, e.g. {"models": 1}: a replica goes only to nodes started with them.
+    resources: dict[str, Annotated[float, Field(ge=0)]] = {}
 
-    def for_serve(self) -> dict[str, float]:
-        """Serve warns about (and local testing mode mishandles) an explicit num_gpus of 0."""
-        return self.model_dump(exclude={"num_gpus"} if self.num_gpus == 0 else set())
+    def for_serve(self) -> dict[str, Any]:
+        """Serve warns about (and local testing mode mishandles) an explicit num_gpus of 0; no custom
+        resources is left out too, so Serve sees only what a config asks for."""
+        unset = {"num_gpus"} if self.num_gpus == 0 else set()
+        return self.model_dump(exclude=unset | (set() if self.resources else {"resources"}))
 
 
 class AutoscalingSpec(_Strict):

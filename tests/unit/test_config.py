@@ -186,6 +186,33 @@ def test_unknown_model_reference_and_bad_cluster_name(tmp_path):
     assert "clusters.BAD-NAME.stages[0].model: unknown model 'whisper'" in message
 
 
+def test_custom_ray_resources_place_a_model_and_are_checked(tmp_path):
+    config = load_clusters(
+        write(
+            tmp_path,
+            """
+            models:
+              stt: {component: whisper_stt, ray_actor_options: {num_cpus: 0.5, resources: {models: 0.1}}}
+              tts: {component: piper_tts}
+            clusters:
+              A: {stages: [{name: speech_to_text, model: stt}]}
+            """,
+        )
+    )
+    assert config.models["stt"].ray_actor_options.for_serve() == {"num_cpus": 0.5, "resources": {"models": 0.1}}
+    assert config.models["tts"].ray_actor_options.for_serve() == {"num_cpus": 0.2}, "none asked, none passed"
+    message = load_error(
+        tmp_path,
+        """
+        models:
+          stt: {component: whisper_stt, ray_actor_options: {resources: {models: -1}}}
+        clusters:
+          A: {stages: [{name: speech_to_text, model: stt}]}
+        """,
+    )
+    assert "models.stt.ray_actor_options.resources.models: Input should be greater than or equal to 0" in message
+
+
 def test_invalid_yaml_and_missing_file(tmp_path):
     assert "invalid YAML" in load_error(tmp_path, "models: [unclosed")
     with pytest.raises(ConfigError, match="cannot read cluster config"):
