@@ -73,6 +73,8 @@ STREAM_RESPONSES = {
 }
 # How often a replica drops recordings past the retention period (also once at start).
 PURGE_INTERVAL_S = 300.0
+# A task with no write for this long belongs to a turn whose server stopped (a turn takes seconds).
+ABANDONED_AFTER_S = 600.0
 
 
 class Rating(BaseModel):
@@ -126,19 +128,21 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         self.end_of_turn = EndOfTurnModel()
         SileroStream()
         self.loop_lag = LoopLagProbe()
-        if audio_retention_days is not None:
-            threading.Thread(
-                target=self._purge_audio, args=(audio_retention_days,), name="audio-retention", daemon=True
-            ).start()
+        threading.Thread(
+            target=self._maintain, args=(audio_retention_days,), name="store-maintenance", daemon=True
+        ).start()
 
-    def _purge_audio(self, days: float) -> None:
-        """At start and every PURGE_INTERVAL_S; a thread, so a slow purge never holds up a request."""
+    def _maintain(self, retention_days: float | None) -> None:
+        """At start and every PURGE_INTERVAL_S; a thread, so slow maintenance never holds up a request:
+        tasks a stopped server left open are closed, and recordings past retention removed."""
         while True:
             try:
-                if removed := self.store.purge_audio(days):
-                    logger.info("audio retention: removed %d recordings older than %g days", removed, days)
+                if closed := self.store.close_abandoned(ABANDONED_AFTER_S):
+                    logger.warning("closed %d tasks left open by a server that stopped mid-turn", closed)
+                if retention_days is not None and (removed := self.store.purge_audio(retention_days)):
+                    logger.info("audio retention: removed %d recordings older than %g days", removed, retention_days)
             except Exception:
-                logger.exception("audio retention: the purge failed; trying again later")
+                logger.exception("store maintenance failed; trying again later")
             time.sleep(PURGE_INTERVAL_S)
 
     @api.get("/healthz")

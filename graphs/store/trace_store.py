@@ -394,6 +394,21 @@ class TraceStore:
                 .values(data=b"", removed=f"removed by retention: kept for {older_than_days:g} days")
             ).rowcount
 
+    def close_abandoned(self, idle_s: float, now: datetime | None = None) -> int:
+        """Tasks still pending or started with no write for `idle_s`: their turn's server stopped during
+        the turn (a turn takes seconds), so no one else will close them. Returns how many were closed."""
+        cutoff = (now or _now()) - timedelta(seconds=idle_s)
+        reason = f"abandoned: no progress for {idle_s:g} s (its server stopped during the turn)"
+        changed = 0
+        with self._write.begin() as s:
+            for old, new in ((TaskStatus.started, TaskStatus.failed), (TaskStatus.pending, TaskStatus.cancelled)):
+                changed += s.execute(
+                    update(TaskRecord)
+                    .where(TaskRecord.status == old, TaskRecord.updated_at < cutoff)
+                    .values(status=new, error=reason, updated_at=_now())
+                ).rowcount
+        return changed
+
     def _set(self, task_id: str, **values: Any) -> None:
         with self._write.begin() as s:
             s.execute(update(TaskRecord).where(TaskRecord.id == task_id).values(updated_at=_now(), **values))

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from graphs.store.trace_store import TaskStatus, TraceStore, TrackBusy, metadata, migration_config
+from graphs.store.trace_store import TaskRecord, TaskStatus, TraceStore, TrackBusy, metadata, migration_config
 from omniwire.tracks import new_track_id
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
@@ -268,3 +268,24 @@ def test_a_status_filter_reads_past_the_first_batch(url):
     last = store.tracks(status="completed", limit=2, offset=52)
     assert [t["track_id"] for t in last] == [done[2], done[1]]
     assert [t["track_id"] for t in store.tracks(status="completed", limit=5, offset=54)] == [done[0]]
+
+
+def test_tasks_a_stopped_server_left_open_are_closed_and_running_ones_are_not(url):
+    store = TraceStore(url)
+    old_track, running_track = new_track_id(CLUSTER), new_track_id(CLUSTER)
+    _, old = store.begin_turn(old_track, CLUSTER, STAGES)
+    store.start_task(old[0], time.time())
+    _, running = store.begin_turn(running_track, CLUSTER, STAGES)
+    store.start_task(running[0], time.time())
+    assert store.close_abandoned(600) == 0, "nothing has been idle that long"
+    with store.engine.begin() as connection:  # the old turn's last write was 20 minutes ago
+        connection.execute(
+            TaskRecord.__table__.update()
+            .where(TaskRecord.track_id == old_track)
+            .values(updated_at=datetime.now(UTC) - timedelta(minutes=20))
+        )
+    assert store.close_abandoned(600) == 3
+    tasks = store.track(old_track)["tasks"]
+    assert [t["status"] for t in tasks] == ["failed", "cancelled", "cancelled"]
+    assert all("abandoned" in t["error"] for t in tasks)
+    assert [t["status"] for t in store.track(running_track)["tasks"]] == ["started", "pending", "pending"]
