@@ -12,9 +12,6 @@ Figures are medians over the rounds, both ways measured in the same run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import threading
 import time
@@ -23,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import machine, save_json
 from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings
 
 QUESTIONS = [
@@ -100,9 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     for row in results:
         table.add_row(str(row["turns"]), row["way"], f"{row['first_piece_s']:.2f} s", f"{row['tokens_per_s']:.1f}")
     console.print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"platform": platform.platform(), "cpus": os.cpu_count()}
-    args.out.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
+    save_json(args.out, {"machine": machine(), "results": results})
     console.print(f"written to {args.out}")
 
 

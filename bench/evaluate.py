@@ -23,8 +23,6 @@ import argparse
 import csv
 import io
 import json
-import os
-import platform
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -38,7 +36,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench.report import TURN_MEASURES, failure_groups, ms, scored, short_name, summarise, word_errors, write_report
+from bench.report import (
+    TURN_MEASURES,
+    failure_groups,
+    machine,
+    ms,
+    save_json,
+    scored,
+    short_name,
+    summarise,
+    word_errors,
+    write_report,
+)
 from client.api import OmniServeClient, OmniServeError
 
 PROMPTS = [
@@ -351,12 +360,11 @@ def main(argv: list[str] | None = None) -> None:
             "warmup": args.warmup,
             "images": [name for name, _ in images],
         },
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "machine": machine(),
         "inputs": [{"name": u.name, "reference": u.reference, "duration_s": u.duration_s} for u in utterances],
         "clusters": results,
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(run, indent=2))
+    save_json(json_path, run)
     written = [json_path, *write_report(run, json_path.parent)]
     console.print("written: " + ", ".join(str(p) for p in written))
 

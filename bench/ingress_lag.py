@@ -11,9 +11,6 @@ session's audio, VAD and reply frames pass through that loop, so its lag is adde
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import threading
 import time
 from pathlib import Path
@@ -24,6 +21,7 @@ from rich.table import Table
 from websockets.sync.client import connect
 
 from bench.live import QUESTIONS, LiveSession
+from bench.report import machine, save_json
 from client.api import auth_headers
 from graphs.app import DEFAULT_CLUSTER
 from graphs.launch import serve_locally
@@ -86,22 +84,19 @@ def main(argv: list[str] | None = None) -> None:
         table.add_row(name, str(lag["samples"]), str(lag["p50_ms"]), str(lag["p99_ms"]), str(lag["max_ms"]))
     console.print(table)
     console.print(f"{len(results)} turns answered, {len(errors)} sessions broke: {errors[:3]}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "url": url,
-                "cluster": args.cluster,
-                "sessions": args.sessions,
-                "seconds": window,
-                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-                "idle": idle,
-                "loaded": loaded,
-                "turns": results,
-                "errors": errors,
-            },
-            indent=1,
-        )
+    save_json(
+        args.out,
+        {
+            "url": url,
+            "cluster": args.cluster,
+            "sessions": args.sessions,
+            "seconds": window,
+            "machine": machine(),
+            "idle": idle,
+            "loaded": loaded,
+            "turns": results,
+            "errors": errors,
+        },
     )
     console.print(f"written to {args.out}")
 

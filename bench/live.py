@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from websockets.sync.client import connect
 
+from bench.report import machine, save_json
 from client.api import auth_headers
 from graphs.app import DEFAULT_CLUSTER
 from graphs.launch import serve_locally
@@ -204,19 +203,16 @@ def main(argv: list[str] | None = None) -> None:
         table.add_row(key.replace("_", " "), " / ".join(f"{v:.3f}" for v in value.values()) + unit)
     console.print(table)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "cluster": args.cluster,
-                "url": url,
-                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-                "summary": summary,
-                "turns": turns,
-                "barge_ins": barge_ins,
-            },
-            indent=2,
-        )
+    save_json(
+        args.out,
+        {
+            "cluster": args.cluster,
+            "url": url,
+            "machine": machine(),
+            "summary": summary,
+            "turns": turns,
+            "barge_ins": barge_ins,
+        },
     )
     console.print(f"written to {args.out}")
 

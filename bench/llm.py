@@ -10,10 +10,7 @@ figures are medians, and ratios are against fp32 measured in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import machine, save_json
 from deployments.bundled import SMOLLM2, llm_model_dir
 from deployments.llm_service import DEFAULT_SYSTEM_PROMPT
 
@@ -101,23 +99,16 @@ def main(argv: list[str] | None = None) -> None:
         table.add_row(variant, f"{r['tokens_per_s']:.1f}", ratio, f"{r['load_s']:.1f}", r["sample"][:60])
     console.print(table)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "model": args.model,
-                "device": device,
-                "tokens": args.tokens,
-                "prompt": PROMPT,
-                "machine": {
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
-                },
-                "results": results,
-            },
-            indent=2,
-        )
+    save_json(
+        args.out,
+        {
+            "model": args.model,
+            "device": device,
+            "tokens": args.tokens,
+            "prompt": PROMPT,
+            "machine": machine(gpu=torch.cuda.get_device_name() if device == "cuda" else None),
+            "results": results,
+        },
     )
     console.print(f"written to {args.out}")
 

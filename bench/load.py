@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from rich.table import Table
 from websockets.sync.client import connect
 
 from bench.live import QUESTIONS, LiveSession
+from bench.report import machine, save_json
 from bench.speech import speak
 from client.api import auth_headers
 from graphs.launch import serve_locally
@@ -244,15 +243,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{row['cpu_percent']:.0f}",
         )
     console.print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    result = {
-        "url": url,
-        "cluster": args.cluster,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "levels": levels,
-        "soak": soak,
-    }
-    (args.out / "load.json").write_text(json.dumps(result, indent=1))
+    result = {"url": url, "cluster": args.cluster, "machine": machine(), "levels": levels, "soak": soak}
+    save_json(args.out / "load.json", result)
     if levels:
         plot(levels, args.out / "load.png")
     console.print(f"written to {args.out}/load.json and load.png")

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import threading
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ from rich.table import Table
 from websockets.sync.client import connect
 
 from bench.eval_set import spoken_questions
-from bench.report import word_errors
+from bench.report import machine, save_json, word_errors
 from bench.rubric import score_reply, summarise
 from client.api import auth_headers
 from graphs.api.vad import VADSettings
@@ -245,20 +243,16 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"project / floor (medians, first audio): {summary['project_over_floor']:.2f}")
     console.print(f"WER {summary['wer']:.1%}; rubric {summary['rubric']}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "cluster": args.cluster,
-                "url": url,
-                "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
-                "summary": summary,
-                "turns": turns,
-                "floor": floors,
-            },
-            indent=2,
-            default=str,
-        )
+    save_json(
+        args.out,
+        {
+            "cluster": args.cluster,
+            "url": url,
+            "machine": machine(),
+            "summary": summary,
+            "turns": turns,
+            "floor": floors,
+        },
     )
     console.print(f"written to {args.out}")
 

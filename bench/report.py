@@ -6,6 +6,9 @@ checked from turn records alone, and a report rebuilt from a saved bench.json.
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
@@ -37,6 +40,18 @@ TURN_MEASURES = {
     "transfer_s": "transfer",
     "overhead_s": "orchestration overhead",
 }
+
+
+def machine(**extra: Any) -> dict[str, Any]:
+    """What the figures were measured on: absolute times belong to a named machine."""
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), **extra}
+
+
+def save_json(path: Path, result: dict[str, Any]) -> Path:
+    """A benchmark's figures as JSON at `path`, its folder made if need be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, default=str))
+    return path
 
 
 def normalise(text: str) -> str:
