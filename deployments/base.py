@@ -200,13 +200,12 @@ class Component:
     async def run(self, inputs: dict[str, Any], params: dict[str, Any], priority: int = 0) -> StageOutput:
         """`priority`: lower goes first when calls wait for the model (a reply's first chunk is 0)."""
         parsed = self.Params.model_validate(params)
-        asked = time.perf_counter()
-        async with self.gate.slot(priority):
+        async with self.gate.slot(priority) as waited:
             ts_start = time.time()
             t0 = time.perf_counter()
             outputs, profile = await asyncio.to_thread(self.process, inputs, parsed)
-        if t0 - asked > 0.001:
-            profile = {**profile, "queue_wait_s": round(t0 - asked, 3)}
+        if waited:
+            profile = {**profile, "queue_wait_s": round(waited, 3)}
         return StageOutput(outputs, profile, self.model_seconds(profile, time.perf_counter() - t0), ts_start)
 
 

@@ -233,9 +233,8 @@ class LLMService(Component):
         PIECE_INTERVAL_S: each piece costs a hop through every process between the model and the
         client, CPU that the model itself needs on a small machine.
         """
-        asked = time.perf_counter()
-        async with self.gate.slot():
-            if (waited := time.perf_counter() - asked) > 0.001:
+        async with self.gate.slot() as waited:
+            if waited:
                 profile["queue_wait_s"] = round(waited, 3)
             async with contextlib.aclosing(self._generated(messages, settings, profile)) as pieces:
                 async for piece in pieces:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import time
 from collections.abc import AsyncIterator
 
 
@@ -28,10 +29,13 @@ class PriorityGate:
         return sum(not future.done() for _, _, future in self._waiting)
 
     @contextlib.asynccontextmanager
-    async def slot(self, priority: int = 0) -> AsyncIterator[None]:
+    async def slot(self, priority: int = 0) -> AsyncIterator[float]:
+        """Holds a slot for the block; gives the seconds it waited for one (0.0: none)."""
+        waited = 0.0
         if self.holders < self.slots and not self.waiting:
             self.holders += 1
         else:
+            asked = time.perf_counter()
             future = asyncio.get_running_loop().create_future()
             heapq.heappush(self._waiting, (priority, next(self._arrival), future))
             try:
@@ -40,8 +44,9 @@ class PriorityGate:
                 if future.done() and not future.cancelled():
                     self._release()  # let in just as it was cancelled: pass the slot on
                 raise
+            waited = time.perf_counter() - asked
         try:
-            yield
+            yield waited
         finally:
             self._release()
 
