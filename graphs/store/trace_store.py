@@ -301,12 +301,16 @@ class TraceStore:
 
         Called when a turn ends early, so no record is left pending or started; returns how many changed.
         """
+        return self._close_open(TaskRecord.id.in_(task_ids), reason, started_becomes)
+
+    def _close_open(self, which, reason: str, started_becomes: TaskStatus) -> int:
+        """The open tasks `which` selects: pending ones cancelled, started ones `started_becomes`."""
         changed = 0
         with self._write.begin() as s:
             for old, new in ((TaskStatus.started, started_becomes), (TaskStatus.pending, TaskStatus.cancelled)):
                 changed += s.execute(
                     update(TaskRecord)
-                    .where(TaskRecord.id.in_(task_ids), TaskRecord.status == old)
+                    .where(which, TaskRecord.status == old)
                     .values(status=new, error=reason, updated_at=_now())
                 ).rowcount
         return changed
@@ -394,20 +398,11 @@ class TraceStore:
                 .values(data=b"", removed=f"removed by retention: kept for {older_than_days:g} days")
             ).rowcount
 
-    def close_abandoned(self, idle_s: float, now: datetime | None = None) -> int:
+    def close_abandoned(self, idle_s: float) -> int:
         """Tasks still pending or started with no write for `idle_s`: their turn's server stopped during
         the turn (a turn takes seconds), so no one else will close them. Returns how many were closed."""
-        cutoff = (now or _now()) - timedelta(seconds=idle_s)
         reason = f"abandoned: no progress for {idle_s:g} s (its server stopped during the turn)"
-        changed = 0
-        with self._write.begin() as s:
-            for old, new in ((TaskStatus.started, TaskStatus.failed), (TaskStatus.pending, TaskStatus.cancelled)):
-                changed += s.execute(
-                    update(TaskRecord)
-                    .where(TaskRecord.status == old, TaskRecord.updated_at < cutoff)
-                    .values(status=new, error=reason, updated_at=_now())
-                ).rowcount
-        return changed
+        return self._close_open(TaskRecord.updated_at < _now() - timedelta(seconds=idle_s), reason, TaskStatus.failed)
 
     def _set(self, task_id: str, **values: Any) -> None:
         with self._write.begin() as s:
