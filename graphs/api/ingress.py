@@ -26,7 +26,7 @@ from graphs.api.end_of_turn import EndOfTurnModel
 from graphs.api.errors import errors
 from graphs.api.http_app import api
 from graphs.api.limits import LimitBody, Limits, image_problem
-from graphs.api.live import LiveConversation
+from graphs.api.live import LiveConversation, end_session
 from graphs.api.openai_routes import OpenAIAPIArgs, OpenAIEndpoints
 from graphs.api.pages import TracePages
 from graphs.api.vad import VADSettings
@@ -312,8 +312,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             self.admission.check("live")
         except Overloaded as exc:
             frame = ErrorFrame(error=exc.detail, status=503, fatal=True, retry_after_s=exc.retry_after_s)
-            await ws.send_json(frame.to_wire())
-            await ws.close(code=1013, reason="busy: try again later")
+            await end_session(ws, frame, 1013, "busy: try again later")
             return
         try:
             opening = await ws.receive_json()
@@ -323,8 +322,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             cluster, track_id = await self._resolve_track(settings.cluster, settings.track_id)
         except (HTTPException, ValidationError, ValueError) as exc:
             status, detail = (exc.status_code, exc.detail) if isinstance(exc, HTTPException) else (400, str(exc))
-            await ws.send_json(ErrorFrame(error=detail, status=status, fatal=True).to_wire())
-            await ws.close(code=4000 + status)
+            await end_session(ws, ErrorFrame(error=detail, status=status, fatal=True), 4000 + status)
             return
 
         def new_request(samples, images, ended_at) -> TurnRequest:

@@ -69,6 +69,12 @@ class _LiveTurn:
         self.first_audio = FirstAudio(self.request.speech_ended_at)
 
 
+async def end_session(ws: WebSocket, frame: ErrorFrame, code: int, reason: str | None = None) -> None:
+    """Ends a live session at once: the fatal ErrorFrame that says why, then the close."""
+    await ws.send_json(frame.to_wire())
+    await ws.close(code=code, reason=reason)
+
+
 class LiveConversation:
     def __init__(
         self,
@@ -107,9 +113,7 @@ class LiveConversation:
         return self.cluster_allows_interruptions and self.start.allow_interruptions
 
     async def _refuse(self, code: int, status: int, why: str) -> None:
-        """Ends the session at once: a fatal ErrorFrame that says why, then the close."""
-        await self.ws.send_json(ErrorFrame(error=why, status=status, fatal=True).to_wire())
-        await self.ws.close(code=code, reason=why[:120])
+        await end_session(self.ws, ErrorFrame(error=why, status=status, fatal=True), code, why[:120])
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send())
