@@ -9,7 +9,6 @@ here knows about LLMs or speech.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +17,8 @@ from ray.exceptions import RayActorError
 
 from deployments.base import StageOutput
 from graphs.observability.latency import stage_profile
-from graphs.pipeline.turn import Stage, Turn, TurnRecords, cancelled_by_serve, error_text, with_failover
+from graphs.pipeline.turn import Stage, Turn, TurnRecords, cancelled_by_serve, error_text, log_failover, with_failover
 from omniwire.frames import MetricsFrame
-
-logger = logging.getLogger("ray.serve")
 
 _DONE = object()
 _CANCELLED = object()  # Serve cancelled the upstream stage: the turn is being cancelled
@@ -71,10 +68,10 @@ async def piped(
                     item = await anext(pieces)
                 except StopAsyncIteration:
                     break
-                except RayActorError:
+                except RayActorError as exc:
                     if progress.produced or final is not None or pieces is not first_try:
                         raise  # part of the reply is out: a second try would say it again
-                    logger.warning("%s: the model's replica died before answering; trying another", up.name)
+                    log_failover(up.name, exc)
                     pieces = stream.remote(up_inputs, up.params)
                     continue
                 if isinstance(item, StageOutput):

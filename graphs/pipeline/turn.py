@@ -123,8 +123,12 @@ async def with_failover(call: Callable[[], Awaitable[T]], what: str) -> T:
     try:
         return await call()
     except RayActorError as exc:
-        logger.warning("%s: the model's replica died before answering (%s); trying another", what, type(exc).__name__)
+        log_failover(what, exc)
         return await call()
+
+
+def log_failover(what: str, exc: BaseException) -> None:
+    logger.warning("%s: the model's replica died before answering (%s); trying another", what, type(exc).__name__)
 
 
 def error_text(exc: BaseException) -> str:
