@@ -43,6 +43,8 @@ from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings, L
 _START_TIMEOUT_S = 300.0
 # How often a generation waiting for its next piece looks at its stop event.
 _STOP_POLL_S = 0.02
+# What the child says last of a request.
+_ENDS = ("done", "error", "exited")
 
 
 class OnnxGenAIOptions(StrictModel):
@@ -395,8 +397,7 @@ class GenerationProcess:
                     kind, value = replies.get(timeout=_STOP_POLL_S)
                 except queue.Empty:
                     continue
-                if kind in ("done", "error", "exited"):
-                    finished = True
+                finished = kind in _ENDS
                 if kind == "done":
                     return
                 if kind == "error":
@@ -410,7 +411,7 @@ class GenerationProcess:
             if not finished:
                 # Closed early (a consumer that stopped listening): stop it in the child and wait for its end.
                 self._send("stop", rid)
-                while replies.get()[0] not in ("done", "error", "exited"):
+                while replies.get()[0] not in _ENDS:
                     pass
             del self._streams[rid]
 
