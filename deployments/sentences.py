@@ -10,6 +10,7 @@ import re
 _MARK = r"[.!?]+[\"')\]]*"
 _END = re.compile(_MARK + r"(?=\s|$)")
 _END_BEFORE_SPACE = re.compile(_MARK + r"(?=\s)")  # while text streams in, the end of the text may not be an end
+_ENDS_TEXT = re.compile(_MARK + r"\s*$")
 _CLAUSE_BEFORE_SPACE = re.compile(r"[,;:—]+(?=\s)")
 
 
@@ -23,6 +24,11 @@ def split_sentences(text: str) -> list[str]:
     if rest := text[start:].strip():
         sentences.append(rest)
     return sentences
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether the text's last words close a sentence."""
+    return _ENDS_TEXT.search(text) is not None
 
 
 def trim_to_sentence(text: str) -> str:

@@ -35,8 +35,11 @@ def clean_for_speech(text: str) -> str:
     text = _EMPHASIS.sub(r"\2", text)
     text = _HEADING.sub("", text)
     text = _EMOJI.sub("", text)
-    lines = [_BULLET.sub("", line).strip() for line in text.splitlines()]
-    text = " ".join(line if line[-1:] in ".!?:;," else line + "." for line in lines if line)
+    lines = [line for line in (_BULLET.sub("", line).strip() for line in text.splitlines()) if line]
+    # Each line a sentence; the last keeps its own ending: a reply's first words, cut before their
+    # sentence ends, must not be read as a sentence of their own.
+    ended = [line if line[-1:] in ".!?:;," else line + "." for line in lines[:-1]]
+    text = " ".join(ended + lines[-1:])
     for pattern, words in _WORDS:
         text = pattern.sub(words, text)
     text = _STRAY.sub(" ", text)

@@ -7,7 +7,14 @@ from typing import Any
 import numpy as np
 
 from deployments.base import Component
+from deployments.sentences import ends_sentence
 from deployments.speech_text import clean_for_speech
+
+# A reply's first words are spoken before their sentence ends (deployments.base.FIRST_CHUNK_WORDS);
+# voices end every text with silence (Piper: ~0.2 s), a pause mid-sentence where the chunks join.
+# Keep this much of it.
+MID_SENTENCE_TAIL_S = 0.05
+QUIET = 0.01  # peak amplitude under which a sample counts as silence
 
 
 class TextToSpeechService(Component):
@@ -27,8 +34,18 @@ class TextToSpeechService(Component):
             return {}, {"spoken": "", "characters": 0}  # nothing a voice could say
         audio, rate, profile = self.speak(text, params)
         audio = np.asarray(audio, dtype=np.float32)
+        if not ends_sentence(text):
+            audio = trim_tail(audio, rate, MID_SENTENCE_TAIL_S)
         duration = round(len(audio) / rate, 3)
         return (
             {"reply_audio": {"samples": audio, "sample_rate": rate}},
             {"spoken": text, "sample_rate": rate, "audio_seconds": duration, "characters": len(text), **profile},
         )
+
+
+def trim_tail(audio: np.ndarray, rate: int, keep_s: float) -> np.ndarray:
+    """The audio with its trailing silence cut to `keep_s`."""
+    loud = np.flatnonzero(np.abs(audio) > QUIET)
+    if not len(loud):
+        return audio
+    return audio[: min(len(audio), loud[-1] + 1 + int(keep_s * rate))]

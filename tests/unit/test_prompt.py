@@ -60,9 +60,10 @@ def test_the_placeholders_are_checked_with_a_reason():
     "written, spoken",
     [
         ("**Paris** is the capital of France. 🇫🇷", "Paris is the capital of France."),
+        ("The capital of", "The capital of"),  # a reply's first words: no sentence of their own
         (
             "Here is how:\n- Boil water\n- Add the pasta\n1. Stir often",
-            "Here is how: Boil water. Add the pasta. Stir often.",
+            "Here is how: Boil water. Add the pasta. Stir often",
         ),
         ("## Tip\nUse `pip` to install it. 😀", "Tip. Use pip to install it."),
         ("See https://example.com/docs or [the guide](http://x.y) for more.", "See or the guide for more."),
