@@ -23,7 +23,7 @@ from omniwire.audio import to_pcm16
 from omniwire.frames import EmotionFrame, Frame, LLMTextFrame, TextFrame, TranscriptionFrame, TTSAudioFrame
 
 AUDIO_CHUNK_S = 0.5  # reply audio goes out in frames of this length
-FIRST_CHUNK_WORDS = 5  # a reply's first words are spoken before its first sentence ends
+FIRST_CHUNK_WORDS = 3  # a reply's first words are spoken before its first sentence ends
 
 
 def render_slot(name: str, value: Any) -> str:

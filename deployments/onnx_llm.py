@@ -35,9 +35,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from deployments.base import StrictModel, auto_device, register
+from deployments.base import FIRST_CHUNK_WORDS, StrictModel, auto_device, register
 from deployments.bundled import QWEN_05B, onnx_llm_model_dir
 from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings, LLMService, reusable_prefix
+from deployments.sentences import SentenceAggregator
 
 # Loading and warming the model takes 2-5 s; a first start on a busy machine can take much longer.
 _START_TIMEOUT_S = 300.0
@@ -79,6 +80,10 @@ class OnnxGenAIOptions(StrictModel):
     # reply, speech synthesis of its first words gets the cores first. Measured on 2 cores, one run each:
     # nice 10 against 0, TTS first audio 0.26 against 0.36 s, first audio 1.04 against 1.20 s.
     nice: int = Field(10, ge=0, le=19)
+    # Once a reply's first words are out (as the TTS chunks them), generation steps aside this long so
+    # that their speech is synthesised with the cores to itself; the later sentences are needed only
+    # once those words have been heard. 0: no pause.
+    first_words_pause_s: float = Field(0.1, ge=0, le=2)
 
 
 class OnnxGeneration:
@@ -124,6 +129,7 @@ class OnnxGeneration:
         t0 = time.perf_counter()
         generator, cached = self._generator(prompt_ids, max_new_tokens, search)
         decoder = self.tokenizer.create_stream()
+        first_words = SentenceAggregator(first_words=FIRST_CHUNK_WORDS) if self.options.first_words_pause_s else None
         completion = 0
         first_token_s = None
         try:
@@ -135,6 +141,9 @@ class OnnxGeneration:
                 first_token_s = first_token_s or time.perf_counter() - t0
                 if token not in self._eos and (piece := decoder.decode(token)):
                     yield piece
+                    if first_words is not None and first_words.push(piece):
+                        first_words = None
+                        _pause(self.options.first_words_pause_s, stop)
         except GeneratorExit:
             raise  # closed between two tokens: the sequence is whole and stays cached
         except BaseException:
@@ -238,6 +247,13 @@ class OnnxGeneration:
 
     def _forget(self) -> None:
         self._kept, self._kept_search, self._kept_ids = None, {}, []
+
+
+def _pause(seconds: float, stop: Any) -> None:
+    """Sleep, waking for a stop."""
+    until = time.monotonic() + seconds
+    while not stop.is_set() and (left := until - time.monotonic()) > 0:
+        time.sleep(min(left, 0.01))
 
 
 class _Inbox:

@@ -4,12 +4,15 @@ model is only built from parts that are all there and add up to the pinned check
 import asyncio
 import hashlib
 import threading
+import time
 
 import pytest
 
+from deployments.base import FIRST_CHUNK_WORDS
 from deployments.bundled import SplitGGUF, assemble_parts, onnx_llm_model_dir, split_gguf_parts
 from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings
 from deployments.onnx_llm import OnnxGenAILLM
+from deployments.sentences import SentenceAggregator
 
 PROFILE_FIELDS = {"model", "provider", "prompt_tokens", "completion_tokens", "tokens_per_s", "ttft_s"}
 
@@ -191,3 +194,26 @@ def test_a_barge_in_while_a_token_is_awaited_cancels_cleanly_and_frees_the_model
         return await llm.run({"transcript": "What is the capital city of France?"}, {"prompt_template": "{transcript}"})
 
     assert "paris" in asyncio.run(barge_in()).outputs["reply_text"].lower()
+
+
+def test_generation_steps_aside_once_the_first_words_are_out_and_a_stop_wakes_it():
+    llm = OnnxGenAILLM(first_words_pause_s=1.0)
+    question = chat("Tell me a long story about a dragon.")
+    arrivals, first_chunk_at = [], None
+    words = SentenceAggregator(first_words=FIRST_CHUNK_WORDS)
+    for piece in llm.stream(question, GenerationSettings(max_new_tokens=24), threading.Event()):
+        if isinstance(piece, str):
+            arrivals.append(time.perf_counter())
+            if first_chunk_at is None and words.push(piece):
+                first_chunk_at = len(arrivals) - 1
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert gaps[first_chunk_at] >= 0.9, "a pause right after the piece that completes the first words"
+    assert max(gaps[:first_chunk_at] + gaps[first_chunk_at + 1 :]) < 0.9, "and nowhere else"
+
+    stop = threading.Event()
+    words = SentenceAggregator(first_words=FIRST_CHUNK_WORDS)
+    for piece in llm.stream(question, GenerationSettings(max_new_tokens=24), stop):
+        if isinstance(piece, str) and words.push(piece):
+            stop.set()
+            stopped = time.perf_counter()
+    assert time.perf_counter() - stopped < 0.5, "a stop during the pause ends the reply at once"
