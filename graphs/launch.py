@@ -62,9 +62,23 @@ def deploy(config: dict[str, Any], timeout_s: float = 600) -> str:
     return f"http://{host}:{schema.http_options.port}"
 
 
+def ray_environment(path: str | Path = "configs/ray.env") -> dict[str, str]:
+    """The KEY=VALUE lines of the file scripts/serve.sh sources before `serve run`."""
+    lines = resolve_path(path).read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def use_ray_environment() -> None:
+    """Give a local Ray this process starts the environment `scripts/serve.sh` gives `serve run`;
+    what the caller has set already stays."""
+    for key, value in ray_environment().items():
+        os.environ.setdefault(key, value)
+
+
 def serve_locally(config_path: str | Path) -> str:
     """Start a local Ray instance and deploy a serve config on it, as the benchmarks do without --url."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    use_ray_environment()
     import ray
 
     ray.init(address="local", include_dashboard=False, log_to_driver=False)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # The shared server requires this key on every route; the client, the benchmarks and the OpenAI
 # clusters (OPENAI_API_KEY) send it, as a deployment with a key would have them do.
 API_KEY = "sk-omniserve-test"
@@ -17,7 +16,9 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 import ray  # noqa: E402
 
-from graphs.launch import deploy, read_config  # noqa: E402
+from graphs.launch import deploy, read_config, use_ray_environment  # noqa: E402
+
+use_ray_environment()  # as scripts/serve.sh gives `serve run`
 
 
 @dataclass
