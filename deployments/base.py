@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from deployments.scheduling import PriorityGate
+from deployments.scheduling import Batcher, PriorityGate
 from deployments.sentences import SentenceAggregator
 from omniwire.audio import to_pcm16
 from omniwire.frames import EmotionFrame, Frame, LLMTextFrame, TextFrame, TranscriptionFrame, TTSAudioFrame
@@ -179,6 +179,11 @@ class Component:
     def __init__(self, **options: Any) -> None:
         self.options = self.Options.model_validate(options)
         self.gate = PriorityGate(self.concurrency)
+        # Calls that wait for the model go in together where the component can batch them (it
+        # implements `process_batch`) and its options allow more than one (`max_batch`).
+        max_batch = getattr(self.options, "max_batch", 1)
+        batches = type(self).process_batch is not Component.process_batch
+        self._batcher = Batcher(self._run_batch, max_batch) if batches and max_batch > 1 else None
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Serve's user_config: the scheduling settings of the model in the clusters file."""
@@ -197,9 +202,15 @@ class Component:
     def process(self, inputs: dict[str, Any], params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         raise NotImplementedError
 
+    def process_batch(self, calls: list[tuple[dict[str, Any], Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(inputs, params) of several calls at once; a component that gains from batching implements it."""
+        raise NotImplementedError
+
     async def run(self, inputs: dict[str, Any], params: dict[str, Any], priority: int = 0) -> StageOutput:
         """`priority`: lower goes first when calls wait for the model (a reply's first chunk is 0)."""
         parsed = self.Params.model_validate(params)
+        if self._batcher is not None:
+            return await self._batcher.submit((inputs, parsed, priority))
         async with self.gate.slot(priority) as waited:
             ts_start = time.time()
             t0 = time.perf_counter()
@@ -207,6 +218,20 @@ class Component:
         if waited:
             profile = {**profile, "queue_wait_s": round(waited, 3)}
         return StageOutput(outputs, profile, self.model_seconds(profile, time.perf_counter() - t0), ts_start)
+
+    async def _run_batch(self, calls: list[tuple[dict[str, Any], Any, int]]) -> list[StageOutput]:
+        async with self.gate.slot(min(priority for _, _, priority in calls)) as waited:
+            ts_start = time.time()
+            t0 = time.perf_counter()
+            results = await asyncio.to_thread(self.process_batch, [(inputs, params) for inputs, params, _ in calls])
+        elapsed = time.perf_counter() - t0
+        shared = {"batch_size": len(calls)} if len(calls) > 1 else {}
+        if waited:
+            shared["queue_wait_s"] = round(waited, 3)
+        return [
+            StageOutput(outputs, {**profile, **shared}, self.model_seconds(profile, elapsed), ts_start)
+            for outputs, profile in results
+        ]
 
 
 def auto_device(cuda_available: bool) -> str:

@@ -17,8 +17,28 @@ class SpeechToTextService(Component):
     def transcribe(self, audio: np.ndarray, params: Any) -> tuple[str, dict[str, Any]]:
         raise NotImplementedError
 
+    def transcribe_batch(self, audios: list[np.ndarray], params: Any) -> list[tuple[str, dict[str, Any]]]:
+        """Several utterances with the same settings; a backend that gains from batching overrides it."""
+        return [self.transcribe(audio, params) for audio in audios]
+
     def process(self, inputs: dict[str, Any], params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        audio = inputs["audio"]
-        text, profile = self.transcribe(audio, params)
-        profile = {"audio_seconds": round(len(audio) / SAMPLE_RATE, 3), **profile}
-        return {"transcript": text}, {"transcript": text, **profile}
+        return self.process_batch([(inputs, params)])[0]
+
+    def process_batch(self, calls: list[tuple[dict[str, Any], Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        groups: list[tuple[Any, list[int]]] = []  # calls with equal settings go together
+        for i, (_, params) in enumerate(calls):
+            group = next((indexes for settings, indexes in groups if settings == params), None)
+            if group is None:
+                groups.append((params, [i]))
+            else:
+                group.append(i)
+        heard: list[tuple[str, dict[str, Any]] | None] = [None] * len(calls)
+        for params, indexes in groups:
+            done = self.transcribe_batch([calls[i][0]["audio"] for i in indexes], params)
+            for i, result in zip(indexes, done, strict=True):
+                heard[i] = result
+        results = []
+        for (inputs, _), (text, profile) in zip(calls, heard, strict=True):
+            profile = {"audio_seconds": round(len(inputs["audio"]) / SAMPLE_RATE, 3), **profile}
+            results.append(({"transcript": text}, {"transcript": text, **profile}))
+        return results

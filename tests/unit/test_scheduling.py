@@ -3,7 +3,9 @@ cancelled waiter neither holds nor loses a slot."""
 
 import asyncio
 
-from deployments.scheduling import PriorityGate
+import pytest
+
+from deployments.scheduling import Batcher, PriorityGate
 
 
 def test_waiters_go_in_by_priority_then_arrival_and_never_more_than_the_slots():
@@ -61,3 +63,46 @@ def test_a_cancelled_waiter_leaves_the_gate_as_it_was_and_resizing_lets_more_in(
         return gate.holders
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_a_lone_call_runs_at_once_and_calls_that_wait_go_together_up_to_the_batch_size():
+    async def scenario():
+        batches = []
+        release = asyncio.Event()
+
+        async def run(items):
+            batches.append(list(items))
+            if len(batches) == 1:
+                await release.wait()  # the model is busy with the first call
+            return [item * 10 for item in items]
+
+        batcher = Batcher(run, max_size=3)
+        first = asyncio.create_task(batcher.submit(1))
+        while not batches:
+            await asyncio.sleep(0)
+        assert batches == [[1]], "the first call did not wait for company"
+        later = [asyncio.create_task(batcher.submit(n)) for n in (2, 3, 4, 5)]
+        await asyncio.sleep(0)
+        release.set()
+        return await asyncio.gather(first, *later), batches
+
+    results, batches = asyncio.run(scenario())
+    assert results == [10, 20, 30, 40, 50], "each caller gets its own result"
+    assert batches == [[1], [2, 3, 4], [5]]
+
+
+def test_a_failed_batch_fails_its_own_calls_only():
+    async def scenario():
+        async def run(items):
+            await asyncio.sleep(0)
+            if 2 in items:
+                raise ValueError("bad batch")
+            return items
+
+        batcher = Batcher(run, max_size=1)
+        return await asyncio.gather(*(batcher.submit(n) for n in (1, 2, 3)), return_exceptions=True)
+
+    first, second, third = asyncio.run(scenario())
+    assert (first, third) == (1, 3)
+    with pytest.raises(ValueError, match="bad batch"):
+        raise second

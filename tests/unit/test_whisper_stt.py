@@ -1,0 +1,57 @@
+"""Whisper tiny.en on real speech (the evaluation set's voices): utterances that wait for the model are
+transcribed together, each as it is heard alone."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from bench.eval_set import load_questions, synthesize
+from deployments.whisper_stt import WhisperSpeechToText
+from omniwire.audio import decode
+
+
+@pytest.fixture(scope="module")
+def stt():
+    return WhisperSpeechToText()
+
+
+@pytest.fixture(scope="module")
+def utterances():
+    return [decode(synthesize(question)).samples for question in load_questions()[:3]]
+
+
+def test_a_batch_is_heard_as_each_utterance_alone_and_silence_stays_silent(stt, utterances):
+    silence = np.zeros(16_000, np.float32)
+    alone = [stt.transcribe(audio, stt.Params())[0] for audio in utterances]
+    together = stt.transcribe_batch([*utterances, silence], stt.Params())
+    assert [text for text, _ in together] == [*alone, ""]
+    assert "capital" in alone[0].lower() and "planet" in alone[1].lower()
+    assert together[-1][1]["no_speech_prob"] == 1.0
+
+
+def test_calls_that_come_together_share_one_batch_and_a_lone_call_has_none(stt, utterances):
+    async def at_once():
+        return await asyncio.gather(*(stt.run({"audio": audio}, {}) for audio in utterances))
+
+    outputs = asyncio.run(at_once())
+    assert [o.result_profile.get("batch_size") for o in outputs] == [3, 3, 3]
+    assert "capital" in outputs[0].outputs["transcript"].lower()
+    alone = asyncio.run(stt.run({"audio": utterances[0]}, {}))
+    assert "batch_size" not in alone.result_profile
+    assert alone.outputs == outputs[0].outputs
+
+
+def test_calls_with_other_settings_are_not_mixed(stt, utterances):
+    calls = [({"audio": utterances[0]}, stt.Params()), ({"audio": utterances[1]}, stt.Params(beam_size=2))]
+    heard = stt.process_batch(calls)
+    assert "capital" in heard[0][0]["transcript"].lower() and "planet" in heard[1][0]["transcript"].lower()
+
+
+def test_one_at_a_time_when_the_options_say_so(utterances):
+    stt = WhisperSpeechToText(max_batch=1)
+
+    async def at_once():
+        return await asyncio.gather(*(stt.run({"audio": audio}, {}) for audio in utterances[:2]))
+
+    assert all("batch_size" not in o.result_profile for o in asyncio.run(at_once()))
