@@ -57,27 +57,35 @@ def test_turns_beyond_the_wait_budget_are_refused_at_once_and_write_nothing(serv
 
 def test_a_live_turn_is_refused_with_an_error_frame_while_the_models_are_full(server):
     audio = speak("What is the capital city of France?")
-    busy = threading.Event()
+    refused_live = threading.Event()
 
-    def fill():
-        with ThreadPoolExecutor(ADMITTED) as pool:
-            futures = [pool.submit(timed_turn, server, audio) for _ in range(ADMITTED)]
-            busy.set()
-            return [f.result()[1].status_code for f in futures]
+    def keep_full() -> list[int]:
+        """Post turns one after another until the live turn is refused, so the models stay full
+        however fast a turn is."""
+        statuses = []
+        while not refused_live.is_set():
+            statuses.append(timed_turn(server, audio)[1].status_code)
+            if statuses[-1] == 503:
+                time.sleep(0.05)
+        return statuses
 
-    with ThreadPoolExecutor(1) as filler, LiveClient(server, cluster=CLUSTER) as client:
+    # One filler more than can be admitted, so a finished turn's place is taken at once.
+    with ThreadPoolExecutor(ADMITTED + 1) as fillers, LiveClient(server, cluster=CLUSTER) as client:
         client.wait_for(is_type("StartFrame"))
-        statuses = filler.submit(fill)
-        busy.wait()
+        filled = [fillers.submit(keep_full) for _ in range(ADMITTED + 1)]
         deadline = time.time() + 30
         while server.http.get("/healthz").json()["admission"]["turns_in_flight"] < ADMITTED:
             assert time.time() < deadline, "the filling turns were never admitted"
             time.sleep(0.05)
         client.speak("What time is it?")
-        error = client.wait_for(is_type("ErrorFrame"))
+        try:
+            error = client.wait_for(is_type("ErrorFrame"))
+        finally:
+            refused_live.set()
         assert error["status"] == 503 and error["retry_after_s"] >= 1 and not error["fatal"]
         assert "admission.max_wait_s" in error["error"]
-        assert statuses.result() == [200] * ADMITTED
+        statuses = [status for future in filled for status in future.result()]
+        assert set(statuses) <= {200, 503} and statuses.count(200) >= ADMITTED, statuses
         # The session goes on: the next question is answered.
         client.speak("What is two plus two?")
         end = client.wait_for(is_type("EndFrame"), timeout=120)

@@ -13,7 +13,7 @@ import pytest
 from ray import serve
 from ray.serve.exceptions import RequestCancelledError
 
-from deployments.base import KINDS, Contract, register
+from deployments.base import FIRST_CHUNK_WORDS, KINDS, Contract, register
 from deployments.llm_service import LLMService
 from deployments.stt_service import SpeechToTextService
 from deployments.tts_service import TextToSpeechService
@@ -247,9 +247,11 @@ def test_hanging_up_mid_reply_cancels_the_rest_and_keeps_what_was_spoken(handles
     assert tasks["speech_to_text"]["status"] == "completed"
     assert tasks["llm"]["status"] == "cancelled"
     assert tasks["text_to_speech"]["status"] == "cancelled"
-    assert tasks["text_to_speech"]["result_profile"]["spoken_text"] == "The first sentence is here."
+    # The first chunk is the reply's first words (FIRST_CHUNK_WORDS), spoken before its sentence ends.
+    spoken = " ".join(SlowLLM.REPLY.split()[:FIRST_CHUNK_WORDS])
+    assert tasks["text_to_speech"]["result_profile"]["spoken_text"] == spoken
     assert len(tasks["llm"]["result_profile"]["reply_text"]) < len(SlowLLM.REPLY), "generation stopped early"
-    assert store.history(track_id, 5)[-1] == {"role": "assistant", "content": "The first sentence is here."}
+    assert store.history(track_id, 5)[-1] == {"role": "assistant", "content": spoken}
 
 
 def test_a_stage_closed_by_serve_mid_token_is_cancelled_not_failed(handles, store_url):
