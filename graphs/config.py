@@ -126,7 +126,8 @@ Step = Annotated[
 
 class ClusterSpec(_Strict):
     description: str = ""
-    # Earlier turns of the track the LLM sees, oldest dropped first.
+    # Earlier turns of the track the LLM sees, at most; the oldest are dropped half of these at a
+    # time, so the LLM's cached prompt stays valid between drops (TraceStore.history).
     history_turns: int = Field(5, ge=0)
     # Whether a user speaking over a reply stops it (a live client can turn it off for itself).
     allow_interruptions: bool = True

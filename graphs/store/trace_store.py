@@ -57,6 +57,15 @@ class TaskStatus(str, enum.Enum):
     cancelled = "cancelled"
 
 
+def history_start(exchanges: int, turns: int) -> int:
+    """Where a history of at most `turns` of these exchanges begins: it moves by half the window
+    (rounded up) once the window is full, so it keeps between half and all of `turns`."""
+    if exchanges <= turns:
+        return 0
+    step = (turns + 1) // 2
+    return ((exchanges - turns - 1) // step + 1) * step
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -417,8 +426,11 @@ class TraceStore:
             return (record.data, record.media_type, record.removed) if record else None
 
     def history(self, track_id: str, turns: int) -> list[dict[str, str]]:
-        """The last `turns` exchanges of a track as chat messages, oldest first.
+        """The track's latest exchanges, at most `turns` of them, as chat messages, oldest first.
 
+        The oldest are dropped half a window at a time (`history_start`), not one a turn: a window
+        that slides every turn changes the prompt's beginning every turn, so the LLM's cached prompt
+        never matches and each turn reads its whole history again.
         The reply is what was spoken (`spoken_text`, kept even when the user interrupted it),
         else the LLM's reply text; turns that failed before a reply are left out.
         """
@@ -448,7 +460,7 @@ class TraceStore:
             reply = e.get("spoken", e.get("reply"))
             if e.get("user") and reply and not e.get("discarded"):
                 messages.append([{"role": "user", "content": e["user"]}, {"role": "assistant", "content": reply}])
-        return [m for pair in messages[-turns:] for m in pair]
+        return [m for pair in messages[history_start(len(messages), turns) :] for m in pair]
 
     def annotate(self, track_id: str, turn: int, stage: str | None, score: int, note: str | None) -> dict[str, Any]:
         """Store a rating of a turn that exists, for one of its stages or overall."""

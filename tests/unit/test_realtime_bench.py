@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from bench.realtime import speech_end, stage_breakdown
+from bench.realtime import stage_breakdown
+from bench.speech import speech_end
 
 
 def test_speech_ends_where_the_last_loud_10_ms_ends():

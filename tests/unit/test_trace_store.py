@@ -10,7 +10,15 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from graphs.store.trace_store import TaskRecord, TaskStatus, TraceStore, TrackBusy, metadata, migration_config
+from graphs.store.trace_store import (
+    TaskRecord,
+    TaskStatus,
+    TraceStore,
+    TrackBusy,
+    history_start,
+    metadata,
+    migration_config,
+)
 from omniwire.tracks import new_track_id
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
@@ -144,6 +152,31 @@ def test_history_is_the_last_completed_exchanges(url):
     ]
     assert store.history(track_id, 1) == store.history(track_id, 5)[2:]
     assert store.history(track_id, 0) == []
+
+
+def test_history_drops_its_oldest_exchanges_half_a_window_at_a_time():
+    """The window's start stays put between moves, so the prompt's beginning (cached by the LLM) does."""
+    for turns in (1, 2, 5, 6):
+        starts = [history_start(n, turns) for n in range(1, 40)]
+        least = turns - (turns + 1) // 2 + 1
+        assert all(min(n, least) <= n - start <= turns for n, start in zip(range(1, 40), starts))
+        moves = [n for n, (a, b) in enumerate(zip(starts, starts[1:]), start=2) if b != a]
+        assert all(later - earlier == (turns + 1) // 2 for earlier, later in zip(moves, moves[1:])), moves
+    assert [history_start(n, 5) for n in range(4, 12)] == [0, 0, 3, 3, 3, 6, 6, 6]
+
+
+def test_history_keeps_its_beginning_until_the_window_moves(url):
+    store = TraceStore(url)
+    track_id = new_track_id(CLUSTER)
+    firsts = []
+    for i in range(9):
+        _, (stt, llm, _tts) = store.begin_turn(track_id, CLUSTER, STAGES)
+        store.complete_task(stt, {"transcript": f"question {i}"}, {})
+        store.complete_task(llm, {"reply_text": f"answer {i}"}, {})
+        history = store.history(track_id, 5)
+        assert history[-1] == {"role": "assistant", "content": f"answer {i}"} and len(history) <= 10
+        firsts.append(history[0]["content"])
+    assert firsts == ["question 0"] * 5 + ["question 3"] * 3 + ["question 6"]
 
 
 def _finished_turn(store: TraceStore, track_id: str, cluster: str = CLUSTER, audio: bool = True) -> list[str]:
