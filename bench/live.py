@@ -25,6 +25,7 @@ from rich.table import Table
 from websockets.sync.client import connect
 
 from bench.report import machine, save_json
+from bench.speech import speech_end
 from client.api import auth_headers
 from graphs.app import DEFAULT_CLUSTER
 from graphs.launch import serve_locally
@@ -49,14 +50,16 @@ class LiveSession:
         self._expect("StartFrame")
 
     def speak(self, audio: np.ndarray) -> float:
-        """Streams speech at real-time pace, then a second of silence; returns when the speech ended."""
+        """Streams speech at real-time pace, then a second of silence; returns when the speech ended
+        (its last loud 10 ms, not the end of the recording's own trailing silence)."""
         step = int(16_000 * CHUNK_S)
         padded = np.concatenate([audio, np.zeros(16_000, np.float32)])
+        speech_ends = int(speech_end(audio) * 16_000)
         t0 = time.perf_counter()
         ended = None
         for i, start in enumerate(range(0, len(padded), step)):
-            if start >= len(audio) and ended is None:
-                ended = time.time()
+            if start >= speech_ends and ended is None:
+                ended = t0 + speech_ends / 16_000 - time.perf_counter() + time.time()
             self.ws.send(to_pcm16(padded[start : start + step]))
             time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))
             self._drain()

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", help="a running server; without it, --config is deployed on a local Ray")
     parser.add_argument("--config", default="serve_config.yaml")
     parser.add_argument("--cluster", default=DEFAULT_CLUSTER)
-    parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--levels", type=int, nargs="*", default=[1, 2, 4, 8, 16], help="none: only the soak")
     parser.add_argument("--seconds", type=float, default=60.0, help="per level and transport")
     parser.add_argument("--transports", nargs="+", choices=["http", "live"], default=["http", "live"])
     parser.add_argument("--soak-sessions", type=int, default=8)

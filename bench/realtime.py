@@ -33,6 +33,7 @@ from websockets.sync.client import connect
 from bench.eval_set import spoken_questions
 from bench.report import machine, save_json, word_errors
 from bench.rubric import score_reply, summarise
+from bench.speech import speech_end
 from client.api import auth_headers
 from graphs.api.vad import VADSettings
 from graphs.config import load_clusters
@@ -43,13 +44,6 @@ from omniwire.audio import decode, to_pcm16
 DEFAULT_CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
 CHUNK_S = 0.02
 RATE = 16_000
-
-
-def speech_end(samples: np.ndarray, floor: float = 0.02) -> float:
-    """Seconds into the recording where its speech ends: the last 10 ms louder than `floor`."""
-    step = RATE // 100
-    loud = [i for i in range(0, len(samples), step) if np.abs(samples[i : i + step]).max(initial=0) > floor]
-    return (loud[-1] + step) / RATE if loud else len(samples) / RATE
 
 
 def live_turn(url: str, cluster: str, samples: np.ndarray, silence_s: float = 2.0) -> dict[str, Any]:

@@ -28,3 +28,10 @@ def speak(text: str, fmt: str = "WAV", rate: int | None = None, channels: int = 
     buffer = io.BytesIO()
     sf.write(buffer, samples, out_rate, format=fmt)
     return buffer.getvalue()
+
+
+def speech_end(samples: np.ndarray, floor: float = 0.02, rate: int = 16_000) -> float:
+    """Seconds into the recording where its speech ends: the last 10 ms louder than `floor`."""
+    step = rate // 100
+    loud = [i for i in range(0, len(samples), step) if np.abs(samples[i : i + step]).max(initial=0) > floor]
+    return (loud[-1] + step) / rate if loud else len(samples) / rate
