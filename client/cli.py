@@ -28,7 +28,8 @@ from omniwire.audio import decode, encode_wav, from_pcm16, to_pcm16
 from omniwire.frames import EndFrame, TTSAudioFrame
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-DEFAULT_CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
+# The fastest local cluster, whose int4 LLM also answers best (README, "Which LLM, and why").
+DEFAULT_CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
 EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_CTRL_C = 1, 2, 3, 130
 # Answers that end one turn but leave the track usable: no speech heard (422), a stage failed (502).
 TURN_FAILURES = {422, 502}

@@ -101,7 +101,8 @@ def test_send_streams_the_turn_as_it_happens(cli, recordings, tmp_path):
     code, out, err = cli("send", recordings / "capital.wav", "--stream", "--save", tmp_path)
     assert code == 0, err
     assert {"capital", "france"} <= words(out) and "agent:" in out
-    assert "time to first audio" in out and "total reply" in out and "hf_llm" in out
+    assert "time to first audio" in out and "total reply" in out and "quantization_llm" in out
+    assert track_id_in(out).startswith("T-CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION-"), "the default cluster"
     (saved,) = tmp_path.glob("*.wav")
     samples, rate = sf.read(saved, dtype="float32")
     assert voiced_seconds(samples, rate) > 0.5
@@ -190,7 +191,7 @@ def test_pictures_from_a_camera_and_a_video_reach_the_vision_cluster(cli, server
 
 
 def test_trace_prints_the_tracks_tasks(cli, recordings):
-    code, out, _ = cli("send", recordings / "capital.wav")
+    code, out, _ = cli("send", recordings / "capital.wav", "--track-cluster", CLUSTER)
     assert code == 0
     code, out, err = cli("trace", track_id_in(out))
     assert code == 0, err
