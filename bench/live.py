@@ -54,16 +54,12 @@ class LiveSession:
         (its last loud 10 ms, not the end of the recording's own trailing silence)."""
         step = int(16_000 * CHUNK_S)
         padded = np.concatenate([audio, np.zeros(16_000, np.float32)])
-        speech_ends = int(speech_end(audio) * 16_000)
-        t0 = time.perf_counter()
-        ended = None
+        t0, wall0 = time.perf_counter(), time.time()
         for i, start in enumerate(range(0, len(padded), step)):
-            if start >= speech_ends and ended is None:
-                ended = t0 + speech_ends / 16_000 - time.perf_counter() + time.time()
             self.ws.send(to_pcm16(padded[start : start + step]))
             time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))
             self._drain()
-        return ended
+        return wall0 + speech_end(audio)
 
     def _drain(self) -> list[tuple[float, dict]]:
         frames = []
