@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -46,6 +47,8 @@ from omniwire.frames import (
     TTSAudioFrame,
     from_wire,
 )
+
+logger = logging.getLogger("ray.serve")
 
 # Shorter "utterances" are clicks and breaths, not speech worth a turn.
 MIN_UTTERANCE_S = 0.3
@@ -107,6 +110,7 @@ class LiveConversation:
         self.images: list[bytes] = []
         self.turn: _LiveTurn | None = None  # the turn replying, or about to
         self.interrupted = False
+        self._preparing: asyncio.Task | None = None
 
     @property
     def allow_interruptions(self) -> bool:
@@ -125,6 +129,8 @@ class LiveConversation:
         finally:
             await self._cancel_turn()
             sender.cancel()
+            if self._preparing is not None:
+                self._preparing.cancel()
 
     async def _receive(self) -> None:
         limits = self.limits
@@ -185,6 +191,8 @@ class LiveConversation:
                     await self._drop(self.turn, "cancelled: the user went on speaking after a pause")
                 elif self.replying and self.allow_interruptions:
                     await self._interrupt()
+                elif not event.resumed and (self.turn is None or self.turn.task.done()):
+                    self._prepare_next_turn()
             elif isinstance(event, Pause):
                 if len(event.audio) >= MIN_UTTERANCE_S * RATE:
                     await self._speculate(event)
@@ -201,6 +209,17 @@ class LiveConversation:
                     if pending is not None:
                         await self._drop(pending, "cancelled: the utterance went on")
                     self._commit(await self._start_turn(event.audio, event.ended_at))
+
+    def _prepare_next_turn(self) -> None:
+        """The user has begun a turn: the models may read its prompt's start while they speak."""
+        if self._preparing is None or self._preparing.done():
+            self._preparing = asyncio.create_task(self._prepare())
+
+    async def _prepare(self) -> None:
+        try:
+            await self.graph.prepare_turn.remote(self.start.track_id)
+        except Exception:  # a head start only: the turn reads the whole prompt anyway
+            logger.warning("preparing the next turn of %s failed", self.start.track_id, exc_info=True)
 
     def _segment(self, pcm: bytes, arrived: float) -> list:
         """Decoding, resampling and the VAD, in a worker thread: they would hold up every other session."""

@@ -92,6 +92,23 @@ class ClusterGraph:
         async for frame in self._frames(Turn(request)):
             yield frame
 
+    async def prepare_turn(self, track_id: str) -> None:
+        """The person has started speaking on this track: its LLM stages read the next turn's prompt up
+        to their words (system message, history) while they speak. Findings of this turn's earlier
+        stages (an emotion) are not known yet, so a stage whose system message carries them gains less."""
+        if not self.history_turns:
+            return  # without history the prompt's start is the system prompt, which the model keeps anyway
+        history = await asyncio.to_thread(self.store.history, track_id, self.history_turns)
+        if not history:
+            return
+        await asyncio.gather(
+            *(
+                self.models[stage.model].prepare.remote({"history": history}, stage.params)
+                for stage in self.stages
+                if stage.kind == "llm" and "history" in stage.reads
+            )
+        )
+
     def _runs(self) -> list[tuple[Stage, ...]]:
         """The steps as they run: a single stage, a parallel step, or a stage piped into the next."""
         runs, i = [], 0

@@ -223,3 +223,21 @@ def test_the_end_of_turn_model_ends_a_finished_question_before_the_stop_time(ser
     assert turn["end_of_turn_probability"] >= 0.5
     assert turn["turn_committed_after_s"] < 1.0, "well before the 3 s stop time"
     assert turn["time_to_first_audio_s"] >= turn["turn_committed_after_s"], "no audio before the turn is over"
+
+
+def test_a_conversations_history_is_read_while_the_user_speaks(server):
+    """Another conversation's turn has taken the LLM's prompt cache; this one's history is read again
+    as soon as the user starts speaking, so the turn itself reads only their words."""
+    cluster = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
+    with LiveClient(server, cluster=cluster) as client:
+        start = client.wait_for(is_type("StartFrame"))
+        client.speak("What is the capital city of France?")
+        client.wait_for(is_type("EndFrame"))
+        other = post(server, speak("How many days are in a week?"), cluster=cluster)
+        assert other.status_code == 200, other.text
+        client.speak("What is a famous museum there?")
+        client.wait_for_all(is_type("EndFrame"), 2)
+    llm = stages_of(server, start["track_id"], 2)["quantization_llm"]
+    assert llm["status"] == "completed" and llm["result_profile"]["history_messages"] == 2
+    profile = llm["result_profile"]
+    assert profile["prompt_tokens"] - profile["cached_prompt_tokens"] <= 20, profile

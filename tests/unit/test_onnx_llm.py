@@ -10,7 +10,7 @@ import pytest
 
 from deployments.base import FIRST_CHUNK_WORDS
 from deployments.bundled import SplitGGUF, assemble_parts, onnx_llm_model_dir, split_gguf_parts
-from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings
+from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings, LLMParams
 from deployments.onnx_llm import OnnxGenAILLM
 from deployments.sentences import SentenceAggregator
 
@@ -79,6 +79,34 @@ def test_the_kept_cache_reads_only_what_is_new_and_answers_as_a_fresh_generator(
         # At least the system prompt was read before, by the warm-up or the question before.
         assert 30 <= profile["cached_prompt_tokens"] < profile["prompt_tokens"]
     assert "rome" in text.lower()
+
+
+HISTORY = [
+    {"role": "user", "content": "What is the capital city of France?"},
+    {"role": "assistant", "content": "The capital city of France is Paris."},
+    {"role": "user", "content": "What is a famous museum there?"},
+    {"role": "assistant", "content": "The Louvre is a famous museum in Paris."},
+]
+
+
+def test_a_turn_prepared_while_the_person_speaks_reads_only_their_words_and_answers_the_same(llm):
+    local = OnnxGenAILLM(own_process=False)
+    question = local.messages({"history": HISTORY, "transcript": "When does it open?"}, LLMParams())
+    settings = GenerationSettings(max_new_tokens=24)
+    reference, cold = local.generate(question, settings)
+
+    local.generate(chat("What is half of ten?"), settings)  # another conversation's turn takes the cache
+    asyncio.run(local.prepare({"history": HISTORY}, {}))
+    text, warm = local.generate(question, settings)
+    assert text == reference
+    assert cold["prompt_tokens"] - cold["cached_prompt_tokens"] > 40, "without it the history is read in the turn"
+    assert warm["prompt_tokens"] - warm["cached_prompt_tokens"] <= 16, "only the question is left to read"
+
+    # In a generation process the read-ahead gives way to a request that arrives meanwhile: same reply.
+    llm.generate(chat("What is half of ten?"), settings)
+    asyncio.run(llm.prepare({"history": HISTORY}, {}))
+    assert llm.generate(question, settings)[0] == reference
+    assert not llm.busy
 
 
 def test_a_generation_process_that_dies_fails_its_request_and_the_next_starts_a_new_one(llm):
