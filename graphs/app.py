@@ -24,7 +24,8 @@ from graphs.pipeline.cluster_graph import ClusterGraph
 
 logger = logging.getLogger("ray.serve")
 
-DEFAULT_CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
+# The fastest local cluster: what a config that names no enabled_clusters runs.
+DEFAULT_CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
 
 
 class AppArgs(BaseModel):
