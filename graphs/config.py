@@ -115,7 +115,9 @@ class ParallelSpec(_Strict):
 
 
 def _step_kind(value: Any) -> str:
-    return "<parallel>" if isinstance(value, dict) and "parallel" in value else "<stage>"
+    """A step's kind, from the YAML's mapping when validating and from the model when serializing."""
+    parallel = isinstance(value, ParallelSpec) or (isinstance(value, dict) and "parallel" in value)
+    return "<parallel>" if parallel else "<stage>"
 
 
 Step = Annotated[

@@ -1,10 +1,11 @@
 import textwrap
+import warnings
 
 import pytest
 
 from graphs.api.openai_routes import OpenAIAPIArgs
 from graphs.app import AppArgs, catalog, check_enabled, environment_reason, parse_args
-from graphs.config import ConfigError, load_clusters
+from graphs.config import ConfigError, load_clusters, with_model_options
 
 ORIGINAL_CLUSTERS = {
     "CLUSTER_Q_ETE_CONVERSATION",
@@ -335,3 +336,12 @@ def test_scaling_settings_are_checked_and_become_serve_deployment_options(tmp_pa
     assert load_clusters(tmp_path / "clusters.yaml").models["s"].deployment_options()["user_config"] == {
         "concurrency": 2
     }
+
+
+def test_a_config_with_parallel_steps_survives_its_round_trip_through_model_options():
+    config = load_clusters()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydantic warns when it serializes a step as the wrong kind
+        merged = with_model_options(config, {})
+    assert merged == config
+    assert any(len(step) > 1 for cluster in merged.clusters.values() for step in cluster.steps())
