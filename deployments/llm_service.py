@@ -11,7 +11,7 @@ import string
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from deployments.base import Component, StageOutput, StrictModel, render_slot
 from deployments.sentences import trim_to_sentence
@@ -26,7 +26,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 # What earlier stages found goes into the system message, never into the person's own words.
 CONTEXT_FIELDS = ("emotion", "context", "image_text")
-# What each finding says in the system message when the stage gives no context_template.
+# What each finding says when the stage gives no context_template.
 DEFAULT_CONTEXT = {
     "emotion": "The person you are talking with seems {emotion}. Let that shape your tone; do not mention it.",
     "context": "Notes that may help (use them only if they answer the question):\n{context}",
@@ -93,9 +93,17 @@ class LLMParams(GenerationSettings):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     # The person's message; only {transcript} may appear in it.
     prompt_template: str = "{transcript}"
-    # Appended to the system message, with {emotion}, {context}, {image_text}; None: a sentence for
-    # each of them the turn has (DEFAULT_CONTEXT).
+    # The turn's findings, with {emotion}, {context}, {image_text}; None: a sentence for each of them
+    # the turn has (DEFAULT_CONTEXT).
     context_template: str | None = None
+    # Where the findings go. in_system_prompt: after the system prompt. before_words: a system message
+    # of their own just before the person's words, so that the prompt's beginning (system prompt,
+    # history) is the same every turn whatever the emotion or the notes and the LLM's cached prompt
+    # keeps it; in the system prompt, a new emotion label or new notes have the whole history read
+    # again. Rubric total on the evaluation set, an emotion with each question: Qwen2.5-Coder-0.5B int4
+    # 0.84 either way; SmolLM2-135M 0.73 in the system prompt, 0.65 before the words (its on-topic
+    # share 0.75 -> 0.57), too small a model to heed a late system message.
+    findings: Literal["in_system_prompt", "before_words"] = "in_system_prompt"
 
 
 def template_fields(template: str) -> set[str]:
@@ -109,18 +117,34 @@ def context_value(name: str, value: Any) -> str:
     return render_slot(name, value)
 
 
-def system_message(
-    system_prompt: str, context_template: str | None, inputs: dict[str, Any], fields: tuple[str, ...] = CONTEXT_FIELDS
-) -> str:
-    """The system prompt, then what earlier stages found (`fields` of `inputs`), as `context_template` says."""
+def context_note(context_template: str | None, inputs: dict[str, Any], fields: tuple[str, ...] = CONTEXT_FIELDS) -> str:
+    """What earlier stages found (`fields` of `inputs`), as `context_template` says; "" when they found
+    nothing (a template's header alone, "Answer from these notes:", only costs tokens)."""
     found = {name: context_value(name, inputs[name]) for name in fields if inputs.get(name)}
     if not found:
-        return system_prompt  # a template's header alone ("Answer from these notes:") only costs tokens
+        return ""
     if context_template is not None:
-        context = context_template.format(**{name: found.get(name, "") for name in fields})
-    else:
-        context = "\n".join(DEFAULT_CONTEXT[name].format(**found) for name in found)
-    return f"{system_prompt}\n\n{context.strip()}" if context.strip() else system_prompt
+        return context_template.format(**{name: found.get(name, "") for name in fields}).strip()
+    return "\n".join(DEFAULT_CONTEXT[name].format(**found) for name in found)
+
+
+def chat_messages(
+    system_prompt: str,
+    context: str,
+    history: list[dict[str, Any]],
+    content: str | list[dict[str, Any]],
+    findings: str = "in_system_prompt",
+) -> list[dict[str, Any]]:
+    """The system prompt, the earlier exchanges as chat turns, then the person's words, alone; what this
+    turn's stages found (`context`) goes where `findings` says (LLMParams.findings)."""
+    if context and findings == "in_system_prompt":
+        return [
+            {"role": "system", "content": f"{system_prompt}\n\n{context}"},
+            *history,
+            {"role": "user", "content": content},
+        ]
+    noted = [{"role": "system", "content": context}] if context else []
+    return [{"role": "system", "content": system_prompt}, *history, *noted, {"role": "user", "content": content}]
 
 
 def template_errors(
@@ -156,11 +180,23 @@ class LLMService(Component):
         ) + template_errors("context_template", params.get("context_template"), CONTEXT_FIELDS, available, "")
 
     def messages(self, inputs: dict[str, Any], params: LLMParams) -> list[dict[str, str]]:
-        """System message with the turn's findings, the earlier exchanges as chat turns, then the person's words."""
-        chat = [{"role": "system", "content": system_message(params.system_prompt, params.context_template, inputs)}]
-        chat.extend(inputs.get("history") or [])
-        chat.append({"role": "user", "content": params.prompt_template.format(transcript=inputs.get("transcript", ""))})
-        return chat
+        return chat_messages(
+            params.system_prompt,
+            context_note(params.context_template, inputs),
+            inputs.get("history") or [],
+            params.prompt_template.format(transcript=inputs.get("transcript", "")),
+            params.findings,
+        )
+
+    @staticmethod
+    def recorded(inputs: dict[str, Any], params: LLMParams, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """What a task record keeps of the chat: the system prompt, the turn's findings, the person's words."""
+        return {
+            "system": params.system_prompt,
+            "context": context_note(params.context_template, inputs) or None,
+            "prompt": recorded_prompt(messages[-1]["content"]),
+            "history_messages": len(inputs.get("history") or []),
+        }
 
     def generate(self, messages: list[dict[str, str]], settings: GenerationSettings) -> tuple[str, dict[str, Any]]:
         raise NotImplementedError
@@ -226,9 +262,7 @@ class LLMService(Component):
         text = trim_to_sentence("".join(pieces).strip())
         profile = {
             "reply_text": text,
-            "system": messages[0]["content"],
-            "prompt": recorded_prompt(messages[-1]["content"]),
-            "history_messages": len(inputs.get("history") or []),
+            **self.recorded(inputs, parsed, messages),
             "pieces": len(pieces),
             "ttfb_s": (first_piece or time.perf_counter()) - t0,
             "processing_s": elapsed,
@@ -303,9 +337,7 @@ class LLMService(Component):
         text = trim_to_sentence(text.strip())
         profile = {
             "reply_text": text,
-            "system": messages[0]["content"],
-            "prompt": recorded_prompt(messages[-1]["content"]),
-            "history_messages": len(inputs.get("history") or []),
+            **self.recorded(inputs, params, messages),
             **profile,
         }
         return {"reply_text": text}, profile

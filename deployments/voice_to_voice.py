@@ -19,7 +19,13 @@ from pydantic import Field, model_validator
 from deployments.base import Component, StrictModel, register
 from deployments.bundled import PIPER_JOE, SMOLLM2, WHISPER_TINY_EN
 from deployments.hf_llm import HuggingFaceLLM
-from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, LLMParams, system_message, template_errors
+from deployments.llm_service import (
+    DEFAULT_SYSTEM_PROMPT,
+    LLMParams,
+    chat_messages,
+    context_note,
+    template_errors,
+)
 from deployments.openai_service import OpenAIService, missing_key, openai_client
 from deployments.piper_tts import PiperTextToSpeech
 from deployments.quantized_llm import Quantization, QuantizedLLM
@@ -136,6 +142,7 @@ class VoiceToVoice(Component):
         profile.update(
             reply_text=answered["reply_text"],
             system=llm_profile["system"],
+            context=llm_profile["context"],
             prompt=llm_profile["prompt"],
             history_messages=llm_profile["history_messages"],
             timings={**profile["timings"], "llm_s": round(t2 - t1, 4), "tts_s": round(t3 - t2, 4)},
@@ -151,17 +158,14 @@ class VoiceToVoice(Component):
         content: list[dict[str, Any]] = [
             {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav).decode("ascii"), "format": "wav"}}
         ]
-        system = system_message(params.system_prompt, params.context_template, inputs, ACCOMPANYING_FIELDS)
+        context = context_note(params.context_template, inputs, ACCOMPANYING_FIELDS)
         history = inputs.get("history") or []
+        messages = chat_messages(params.system_prompt, context, history, content)
         request: dict[str, Any] = {
             "model": self.options.model,
             "modalities": ["text", "audio"],
             "audio": {"voice": self.voice, "format": "wav"},
-            "messages": [
-                {"role": "system", "content": system},
-                *history,
-                {"role": "user", "content": content},
-            ],
+            "messages": messages,
         }
         if params.max_new_tokens is not None:
             request["max_completion_tokens"] = params.max_new_tokens
@@ -193,7 +197,8 @@ class VoiceToVoice(Component):
             "voice": self.voice,
             "transcript": transcript,
             "reply_text": reply_text,
-            "system": system,
+            "system": params.system_prompt,
+            "context": context or None,
             "history_messages": len(history),
             "audio_seconds": round(len(audio) / SAMPLE_RATE, 3),
             "reply_audio_seconds": round(len(samples) / rate, 3),
@@ -231,5 +236,5 @@ def _details(profile: dict[str, Any]) -> dict[str, Any]:
     return {
         k: v
         for k, v in profile.items()
-        if k not in ("transcript", "reply_text", "system", "prompt", "history_messages")
+        if k not in ("transcript", "reply_text", "system", "context", "prompt", "history_messages")
     }

@@ -41,7 +41,7 @@ def test_emotion_fuses_words_voice_and_face(server):
     assert emotion["modalities"]["text"]["sentiment"] == "positive"
     assert emotion["modalities"]["audio"]["speaking_rate_wps"] > 0
     llm = stages_of(server, response.json()["track_id"])["hf_llm"]
-    assert f"seems {emotion['label']}" in llm["result_profile"]["system"], "the emotion is context, not the question"
+    assert f"seems {emotion['label']}" in llm["result_profile"]["context"], "the emotion is context, not the question"
 
 
 def test_retrieval_cluster_answers_from_the_right_document(server):
@@ -52,7 +52,7 @@ def test_retrieval_cluster_answers_from_the_right_document(server):
     tasks = stages_of(server, response.json()["track_id"])
     chunks = tasks["rag"]["result_profile"]["chunks"]
     assert chunks[0]["source"] == "library.md"
-    assert "10 am" in tasks["hf_llm"]["result_profile"]["system"], "the library chunk reached the LLM"
+    assert "10 am" in tasks["hf_llm"]["result_profile"]["context"], "the library chunk reached the LLM"
     assert "library" in words(response.json()["transcript"])
 
 
@@ -68,7 +68,7 @@ def test_vision_cluster_reads_the_pictures(server):
     image_text = tasks["image2text"]["result_profile"]["image_text"]
     assert {"open", "24", "hours"} <= words(image_text)
     assert "happy" in image_text
-    assert image_text in tasks["hf_llm"]["result_profile"]["system"]
+    assert image_text in tasks["hf_llm"]["result_profile"]["context"]
     assert tasks["emotion_detection"]["result_profile"]["modalities"]["face"]["label"] == "happy"
     stt, ocr, emotion = (tasks[n]["latency_profile"] for n in ("speech_to_text", "image2text", "emotion_detection"))
     assert max(stt["ts_start"], ocr["ts_start"]) < min(stt["ts_end"], ocr["ts_end"]), "they ran side by side"

@@ -166,7 +166,7 @@ def test_gpt_35_rag_cluster_retrieves_before_asking(server):
     assert response.status_code == 200, response.text
     tasks = stages_of(server, response.json()["track_id"])
     assert tasks["rag"]["result_profile"]["chunks"][0]["source"] == "library.md"
-    assert "10 am" in tasks["gpt_35"]["result_profile"]["system"]
+    assert "10 am" in tasks["gpt_35"]["result_profile"]["context"]
 
 
 def test_voice_to_voice_through_an_audio_capable_chat_model(server, monkeypatch):

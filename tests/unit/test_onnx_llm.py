@@ -109,6 +109,21 @@ def test_a_turn_prepared_while_the_person_speaks_reads_only_their_words_and_answ
     assert not llm.busy
 
 
+def test_findings_before_the_words_keep_the_history_cached_when_the_emotion_changes():
+    local = OnnxGenAILLM(own_process=False)
+    history_tokens = len(local._generation._encode([{"role": "system", "content": "x"}, *HISTORY], reply=False))
+    read = {}
+    for findings in ("in_system_prompt", "before_words"):
+        for label in ("sad", "happy"):
+            inputs = {"history": HISTORY, "transcript": "When does it open?", "emotion": {"label": label}}
+            messages = local.messages(inputs, LLMParams(findings=findings))
+            text, profile = local.generate(messages, GenerationSettings(max_new_tokens=8))
+            assert text.strip()
+        read[findings] = profile["prompt_tokens"] - profile["cached_prompt_tokens"]
+    # In the system prompt a new emotion has the history read again; before the words, it stays cached.
+    assert read["in_system_prompt"] >= read["before_words"] + history_tokens - 10, (read, history_tokens)
+
+
 def test_a_generation_process_that_dies_fails_its_request_and_the_next_starts_a_new_one(llm):
     pieces = llm.stream(
         chat("Tell me a long story about a dragon."), GenerationSettings(max_new_tokens=300), threading.Event()

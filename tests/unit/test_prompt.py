@@ -42,11 +42,27 @@ def test_a_context_template_says_it_the_clusters_way_and_history_is_chat_turns()
     assert messages[1:3] == history and messages[-1] == {"role": "user", "content": "And now?"}
 
 
-def test_without_findings_the_system_message_is_the_prompt_alone():
-    assert chat({"transcript": "Hello"})[0]["content"] == DEFAULT_SYSTEM_PROMPT
+def test_findings_before_the_words_leave_the_prompts_beginning_the_same_every_turn():
+    history = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello!"}]
+    sad, happy = (
+        chat({"transcript": "And now?", "emotion": {"label": label}, "history": history}, findings="before_words")
+        for label in ("sad", "happy")
+    )
+    assert sad[:3] == happy[:3] == [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, *history]
+    assert sad[3]["role"] == "system" and "seems sad" in sad[3]["content"] and "seems happy" in happy[3]["content"]
+    assert sad[4] == {"role": "user", "content": "And now?"}
+
+
+@pytest.mark.parametrize("findings", ["in_system_prompt", "before_words"])
+def test_without_findings_the_system_message_is_the_prompt_alone(findings):
+    assert chat({"transcript": "Hello"}, findings=findings) == [
+        {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+        {"role": "user", "content": "Hello"},
+    ]
     # No notes retrieved: the template's header alone would only cost prompt tokens.
-    no_notes = chat({"transcript": "Hello", "context": []}, context_template="Answer from these notes:\n{context}")
-    assert no_notes[0]["content"] == DEFAULT_SYSTEM_PROMPT
+    template = "Answer from these notes:\n{context}"
+    no_notes = chat({"transcript": "Hello", "context": []}, context_template=template, findings=findings)
+    assert no_notes[0]["content"] == DEFAULT_SYSTEM_PROMPT and len(no_notes) == 2
 
 
 def test_the_placeholders_are_checked_with_a_reason():

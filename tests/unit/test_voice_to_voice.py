@@ -62,7 +62,7 @@ def test_image_text_reaches_the_prompt(voice):
     out = asyncio.run(voice.run({"audio": QUESTION, "image_text": image_text}, params))
     transcript = out.outputs["transcript"]
     assert out.result_profile["prompt"] == transcript, "the question is the person's words alone"
-    assert out.result_profile["system"].endswith(f"\n\nWhat the person shows you: {image_text}")
+    assert out.result_profile["context"] == f"What the person shows you: {image_text}"
 
 
 def test_silence_is_no_speech(voice):
@@ -176,5 +176,5 @@ def test_the_tutorial_cluster_answers_a_turn_with_a_picture(tutorial_turn):
     ]
     image_text = image2text["result_profile"]["image_text"]
     assert {"open", "24", "hours", "fresh", "coffee"} <= words(image_text)
-    assert image_text in voice2voice["result_profile"]["system"]
+    assert image_text in voice2voice["result_profile"]["context"]
     assert {"capital", "france"} <= words(voice2voice["result_profile"]["transcript"])
