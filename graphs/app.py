@@ -153,22 +153,26 @@ def build_graphs(
     graphs = {}
     for cluster in enabled:
         spec = config.clusters[cluster]
-        steps = [
-            [
-                {"name": s.name, "model": s.model, "kind": registry[config.stage_component(s)].kind, "params": s.params}
-                for s in step
-            ]
-            for step in spec.steps()
-        ]
         graphs[cluster] = ClusterGraph.options(name=cluster).bind(
             cluster,
-            steps,
+            graph_steps(config, cluster, registry),
             {s.model: models[s.model] for s in spec.flat()},
             trace_store_url,
             spec.history_turns,
             otlp_endpoint,
         )
     return graphs
+
+
+def graph_steps(config: ClustersConfig, cluster: str, registry: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """A cluster's steps as its ClusterGraph takes them: each stage with its model's kind."""
+    return [
+        [
+            {"name": s.name, "model": s.model, "kind": registry[config.stage_component(s)].kind, "params": s.params}
+            for s in step
+        ]
+        for step in config.clusters[cluster].steps()
+    ]
 
 
 def serve_host() -> str | None:

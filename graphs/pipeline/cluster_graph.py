@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments.llm_service import CONTEXT_FIELDS
 from graphs.observability.latency import stage_profile
 from graphs.observability.metrics import ClusterMetrics
 from graphs.observability.otel import TrackTracer
@@ -61,6 +62,7 @@ class ClusterGraph:
         self.stages = [stage for step in self.steps for stage in step]
         self.models = models
         self.history_turns = history_turns if any("history" in s.reads for s in self.stages) else 0
+        self.read_ahead = [stage for stage in self.stages if self._prompt_known_ahead(stage)]
         self.store = TraceStore(trace_store_url)
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-writer")
         self.metrics = ClusterMetrics(cluster)
@@ -94,20 +96,24 @@ class ClusterGraph:
 
     async def prepare_turn(self, track_id: str) -> None:
         """The person has started speaking on this track: its LLM stages read the next turn's prompt up
-        to their words (system message, history) while they speak. Findings of this turn's earlier
-        stages (an emotion) are not known yet, so a stage whose system message carries them gains less."""
-        if not self.history_turns:
+        to their words (system prompt, history) while they speak, where it is known (`read_ahead`)."""
+        if not self.read_ahead or not self.history_turns:
             return  # without history the prompt's start is the system prompt, which the model keeps anyway
         history = await asyncio.to_thread(self.store.history, track_id, self.history_turns)
-        if not history:
-            return
-        await asyncio.gather(
-            *(
-                self.models[stage.model].prepare.remote({"history": history}, stage.params)
-                for stage in self.stages
-                if stage.kind == "llm" and "history" in stage.reads
+        if history:
+            await asyncio.gather(
+                *(self.models[s.model].prepare.remote({"history": history}, s.params) for s in self.read_ahead)
             )
-        )
+
+    def _prompt_known_ahead(self, stage: Stage) -> bool:
+        """Whether an LLM stage's prompt up to the person's words is known before the turn: it reads the
+        history, and no earlier stage's findings go into its system prompt (a read-ahead without them
+        would leave the model's cache holding a prompt the turn does not have)."""
+        if stage.kind != "llm" or "history" not in stage.reads:
+            return False
+        earlier = self.stages[: stage.position]
+        findings = {slot for s in earlier for slot in s.contract.produces} & set(CONTEXT_FIELDS)
+        return not findings or stage.params.get("findings") == "before_words"
 
     def _runs(self) -> list[tuple[Stage, ...]]:
         """The steps as they run: a single stage, a parallel step, or a stage piped into the next."""

@@ -13,12 +13,13 @@ import pytest
 from ray import serve
 from ray.serve.exceptions import RequestCancelledError
 
-from deployments.base import FIRST_CHUNK_WORDS, KINDS, Contract, register
+from deployments.base import FIRST_CHUNK_WORDS, KINDS, Contract, components, register
 from deployments.llm_service import LLMService
 from deployments.stt_service import SpeechToTextService
 from deployments.tts_service import TextToSpeechService
-from graphs.app import build_graphs
-from graphs.config import parse_clusters
+from graphs.app import build_graphs, graph_steps
+from graphs.config import load_clusters, parse_clusters
+from graphs.pipeline.cluster_graph import ClusterGraph
 from graphs.pipeline.turn import TurnRequest
 from graphs.store.trace_store import TraceStore
 from omniwire.audio import MODEL_RATE
@@ -309,3 +310,18 @@ def test_any_kind_that_streams_a_slot_feeds_a_kind_that_takes_it_in_pieces(monke
     assert kinds.index("TTSAudioFrame") < last_text, "spoken while still narrated"
     assert {f.sentence for f in frames if isinstance(f, TTSAudioFrame)} == {0, 1, 2}
     assert frames[-1].status == "completed"
+
+
+def test_a_prompt_is_read_ahead_only_where_the_turn_will_begin_it_the_same_way(tmp_path):
+    config, registry = load_clusters(), components()
+
+    def read_ahead(cluster: str) -> list[str]:
+        steps = graph_steps(config, cluster, registry)
+        graph = ClusterGraph.func_or_class(cluster, steps, {}, f"sqlite:///{tmp_path / 'traces.db'}", 5)
+        return [stage.name for stage in graph.read_ahead]
+
+    assert read_ahead("CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION") == ["quantization_llm"]
+    assert read_ahead("CLUSTER_Q_ETE_CONVERSATION") == ["quantization_llm"], "its emotion goes before the words"
+    # The emotion or the notes go into these system prompts, and are not known before the turn.
+    assert read_ahead("CLUSTER_HF_ETE_CONVERSATION") == []
+    assert read_ahead("CLUSTER_HF_RAG_ETE_CONVERSATION") == []
