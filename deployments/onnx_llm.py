@@ -220,26 +220,23 @@ class OnnxGeneration:
                 },
             )
 
-    def prefill(self, messages: list[dict[str, str]], interrupted: Callable[[], bool]) -> int:
+    def prefill(self, messages: list[dict[str, str]], interrupted: Callable[[], bool]) -> None:
         """Reads the start of a coming prompt (the system message and the history) into the kept
         generator, a few tokens at a time until `interrupted()`; the request that follows then reads only
-        the rest. How many tokens were read."""
+        the rest."""
         ids = self._encode(messages, reply=False)
         if not self.options.prefix_cache or len(ids) + self.options.max_new_tokens > self.options.context_tokens:
-            return 0
+            return
         generator, cached = self._generator(ids, 0, self._search(GenerationSettings()))
-        read = 0
         try:
             for start in range(cached, len(ids), _PREFILL_STEP):
                 if interrupted():
                     break
                 generator.append_tokens(ids[start : start + _PREFILL_STEP])
-                read += len(ids[start : start + _PREFILL_STEP])
         except BaseException:
             self._forget()
             raise
         self._kept_ids = list(generator.get_sequence(0))
-        return read
 
     def _encode(self, messages: list[dict[str, str]], reply: bool = True) -> list[int]:
         prompt = self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=reply)
