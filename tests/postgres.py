@@ -11,13 +11,14 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
 
 import psycopg
+
+from tests.ports import free_port
 
 
 def _binary(name: str) -> str:
@@ -37,18 +38,12 @@ def _version(path: str) -> int:
     return int(version) if version.isdigit() else 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PostgresServer:
     def __init__(self) -> None:
         self.initdb, self.pg_ctl = _binary("initdb"), _binary("pg_ctl")
         self.dir = Path(tempfile.mkdtemp(prefix="omniserve-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.as_user: list[str] = []
         if os.geteuid() == 0:
             user = next((u for u in ("postgres", "nobody") if _user_exists(u)), None)

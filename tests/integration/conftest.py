@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 from dataclasses import dataclass
 
 import httpx
@@ -17,6 +16,7 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 import ray  # noqa: E402
 
 from graphs.launch import deploy, read_config, use_ray_environment  # noqa: E402
+from tests.ports import free_ports  # noqa: E402
 
 use_ray_environment()  # as scripts/serve.sh gives `serve run`
 
@@ -46,12 +46,6 @@ def sign_in(page, server, then: str = "/tracks") -> None:
     page.wait_for_url(f"{server.url}{then}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 DOCUMENTS = {
     "library.md": "# Riverside library\n\nThe Riverside library opens at 10 am on Saturdays and closes at 4 pm. "
     "On weekdays it is open from 8 am to 8 pm. Library cards are free for residents.",
@@ -75,7 +69,7 @@ def server(tmp_path_factory):
         (documents / name).write_text(text)
     ingest(documents, index_dir("default", tmp / "indexes"), Embedder())
 
-    port = free_port()
+    port, metrics_port = free_ports(2)
     # The shipped admission settings, with the turn time fixed so the refusal tests know where the line is.
     admission = {"concurrent_turns": 2, "max_wait_s": 3.0, "initial_turn_s": 2.0, "learn_turn_time": False}
     config = read_config("serve_config.yaml", port=port, trace_store_url=store_url, admission=admission)
@@ -88,7 +82,6 @@ def server(tmp_path_factory):
             "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
         }
     }
-    metrics_port = free_port()
     ray.init(
         address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _metrics_export_port=metrics_port
     )

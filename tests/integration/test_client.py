@@ -11,9 +11,9 @@ import soundfile as sf
 from bench.speech import speak
 from client.cli import main
 from tests.client_alone import run_client
-from tests.integration.conftest import free_port
 from tests.integration.test_conversation import stages_of, voiced_seconds, words
 from tests.pictures import sign
+from tests.ports import free_port
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
 STAGES = ["speech_to_text", "emotion_detection", "hf_llm", "text_to_speech"]

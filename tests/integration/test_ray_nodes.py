@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,8 @@ from graphs.api.ingress import OmniServeIngress
 from graphs.config import DEFAULT_CLUSTERS_FILE, ROOT
 from graphs.launch import read_config
 from graphs.pipeline.cluster_graph import ClusterGraph
-from tests.integration.conftest import API_KEY, AUTH, free_port
+from tests.integration.conftest import API_KEY, AUTH
+from tests.ports import free_ports
 
 CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
 MODELS = {"whisper-tiny-en", "qwen2.5-coder-0.5b-int4", "piper-joe"}
@@ -89,12 +90,12 @@ def stop(process: subprocess.Popen, timeout_s: float = 30) -> None:
     process.wait()
 
 
-def node_ports(head: bool) -> list[str]:
-    """Every port a node would otherwise take from Ray's fixed defaults, free now; worker ports from the OS."""
+def node_ports(head: bool, ports: Iterator[int]) -> list[str]:
+    """Every port a node would otherwise take from Ray's fixed defaults, from `ports`; worker ports from the OS."""
     names = ["node-manager-port", "object-manager-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port"]
     names += ["runtime-env-agent-port", "metrics-export-port"]
     names += ["ray-client-server-port"] if head else []
-    return [f"--{name}={free_port()}" for name in names] + ["--min-worker-port=0", "--max-worker-port=0"]
+    return [f"--{name}={next(ports)}" for name in names] + ["--min-worker-port=0", "--max-worker-port=0"]
 
 
 def serve_config(tmp: Path, port: int) -> Path:
@@ -143,7 +144,9 @@ def two_nodes():
     env |= {"RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT), "OMNISERVE_API_KEY": API_KEY}
     common = ["--block", "--node-ip-address=127.0.0.1", f"--temp-dir={tmp / 'ray'}", "--disable-usage-stats"]
     common += ["--object-store-memory=100000000"]
-    gcs_port, dashboard_port = free_port(), free_port()
+    # Every port either node or the proxy is given, distinct: two of them once drew the same one.
+    ports = iter(free_ports(16))
+    gcs_port, dashboard_port, port = next(ports), next(ports), next(ports)
     nodes: list[Node] = []
 
     def start(name: str, *args: str) -> None:
@@ -164,7 +167,7 @@ def two_nodes():
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard_port}",
-            *node_ports(head=True),
+            *node_ports(head=True, ports=ports),
         )
         dashboard_url = f"http://127.0.0.1:{dashboard_port}"
         wait_for(lambda: list_nodes(address=dashboard_url), 120, "head node", nodes)
@@ -173,7 +176,7 @@ def two_nodes():
             f"--address=127.0.0.1:{gcs_port}",
             "--num-cpus=2",
             '--resources={"models": 4}',
-            *node_ports(head=False),
+            *node_ports(head=False, ports=ports),
         )
         wait_for(
             lambda: len(list_nodes(address=dashboard_url, filters=[("state", "=", "ALIVE")])) == 2,
@@ -182,7 +185,6 @@ def two_nodes():
             nodes,
         )
 
-        port = free_port()
         deploy = subprocess.run(
             [serve, "deploy", str(serve_config(tmp, port)), f"--address={dashboard_url}"],
             env=env,

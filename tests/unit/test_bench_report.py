@@ -1,7 +1,6 @@
 """The benchmark's pieces that need no server: statistics, WER, references, the report and its plots."""
 
 import json
-import socket
 
 import matplotlib.image
 import numpy as np
@@ -19,6 +18,7 @@ from bench.report import (
     write_report,
 )
 from graphs.observability.latency import spread
+from tests.ports import free_port
 
 HF = "CLUSTER_HF_ETE_CONVERSATION"
 Q = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
@@ -261,9 +261,7 @@ def test_a_run_where_every_turn_failed_still_reports(tmp_path):
 
 def test_turns_nobody_answers_are_failures_in_the_results(tmp_path):
     """The whole command against a port where nothing listens: every turn fails, the run still writes its files."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     audio = tmp_path / "audio"
     audio.mkdir()
     write_tone(audio / "tone.wav")
