@@ -144,7 +144,9 @@ class TurnRecords:
         self.writes: list[asyncio.Future] = []
 
     def write(self, fn, *args) -> asyncio.Future:
-        future = asyncio.get_running_loop().run_in_executor(self.writer, fn, *args)
+        """Queued on the writer thread, and shielded: cancelling an executor future that has not started
+        drops its work, and a turn cancelled while its writes queue must still close its records."""
+        future = asyncio.shield(asyncio.get_running_loop().run_in_executor(self.writer, fn, *args))
         self.writes.append(future)
         return future
 

@@ -5,8 +5,10 @@ graph routes slots and records every outcome, not the models.
 """
 
 import asyncio
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -20,8 +22,8 @@ from deployments.tts_service import TextToSpeechService
 from graphs.app import build_graphs, graph_steps
 from graphs.config import load_clusters, parse_clusters
 from graphs.pipeline.cluster_graph import ClusterGraph
-from graphs.pipeline.turn import TurnRequest
-from graphs.store.trace_store import TraceStore
+from graphs.pipeline.turn import TurnRecords, TurnRequest
+from graphs.store.trace_store import TaskStatus, TraceStore
 from omniwire.audio import MODEL_RATE
 from omniwire.frames import LLMTextFrame, MetricsFrame, TTSAudioFrame
 from omniwire.profile import model_time, transfer_time, wait_time
@@ -266,6 +268,30 @@ def test_a_stage_closed_by_serve_mid_token_is_cancelled_not_failed(handles, stor
     assert [tasks[n]["status"] for n in ("llm", "text_to_speech")] == ["cancelled", "cancelled"]
     assert "already running" not in (tasks["llm"]["error"] or "")
     assert tasks["llm"]["result_profile"]["reply_text"] == "Two words"
+
+
+def test_a_turn_cancelled_while_its_writes_queue_still_closes_its_records(store_url):
+    """Serve may cancel a turn again while it waits for its records to be written: the writes still
+    queued behind a busy writer thread must run anyway, or its tasks stay open for good."""
+    store = TraceStore(store_url)
+    _, task_ids = store.begin_turn(new_track_id("WRITES"), "WRITES", [("speech_to_text", {}), ("llm", {})])
+    writer = ThreadPoolExecutor(max_workers=1)
+    busy = threading.Event()
+
+    async def cancelled_turn() -> None:
+        records = TurnRecords(store, writer, None, None)  # writes need neither metrics nor the turn
+        records.write(busy.wait)
+        records.write(store.close_tasks, task_ids, "cancelled: the caller stopped listening", TaskStatus.cancelled)
+        waiting = asyncio.ensure_future(asyncio.gather(*records.writes))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+
+    asyncio.run(cancelled_turn())
+    busy.set()
+    writer.shutdown(wait=True)
+    tasks = store.track(store.tracks("WRITES")[0]["track_id"])["tasks"]
+    assert [t["status"] for t in tasks] == ["cancelled", "cancelled"]
 
 
 def _last_track(store_url, cluster):
