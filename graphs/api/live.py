@@ -111,6 +111,7 @@ class LiveConversation:
         self.turn: _LiveTurn | None = None  # the turn replying, or about to
         self.interrupted = False
         self._preparing: asyncio.Task | None = None
+        self._discarding: set[asyncio.Task] = set()  # dropped turns' records being marked
 
     @property
     def allow_interruptions(self) -> bool:
@@ -131,6 +132,7 @@ class LiveConversation:
             sender.cancel()
             if self._preparing is not None:
                 self._preparing.cancel()
+            await asyncio.gather(*self._discarding, return_exceptions=True)
 
     async def _receive(self) -> None:
         limits = self.limits
@@ -288,6 +290,9 @@ class LiveConversation:
             # Turns of one track take their turn. wait, not gather: dropping this turn must not cancel that one.
             await asyncio.wait({turn.previous.task})
         turn.previous = None  # done: nothing to wait for or go back to
+        if self._discarding:
+            # A dropped turn's records are marked before this one reads the history.
+            await asyncio.wait(set(self._discarding))
         try:
             ticket = self.admission.admit("live")
         except Overloaded as exc:
@@ -313,12 +318,22 @@ class LiveConversation:
             turn.held.append(frame)
 
     async def _drop(self, turn: _LiveTurn, reason: str) -> None:
-        """A turn started on a pause that was not the end: cancelled, and its records say why."""
+        """A turn started on a pause that was not the end: cancelled, and its records say why.
+
+        The records are marked beside the session, not in its way: marking waits for the graph to
+        close them, and meanwhile the user's audio must still be heard as it comes."""
         await self._cancel(turn)
         if self.turn is turn:
             self.turn = turn.previous
         if self.discard is not None:
-            await asyncio.to_thread(self.discard, turn.request.task_ids, reason)
+            marking = asyncio.create_task(asyncio.to_thread(self.discard, turn.request.task_ids, reason))
+            self._discarding.add(marking)
+            marking.add_done_callback(self._marked)
+
+    def _marked(self, marking: asyncio.Task) -> None:
+        self._discarding.discard(marking)
+        if not marking.cancelled() and (exc := marking.exception()) is not None:
+            logger.warning("marking a dropped turn of %s failed", self.start.track_id, exc_info=exc)
 
     async def _interrupt(self) -> None:
         if not self.replying:

@@ -1,0 +1,109 @@
+"""The live session on its own: real speech and the real VAD in, a stand-in graph behind it."""
+
+import asyncio
+import threading
+import uuid
+
+import numpy as np
+from fastapi import FastAPI, WebSocket
+from fastapi.testclient import TestClient
+
+from bench.speech import speak
+from graphs.api.live import LiveConversation
+from graphs.api.vad import VADSettings
+from graphs.pipeline.turn import TurnRequest
+from omniwire.audio import decode, encode_wav, to_pcm16
+from omniwire.frames import StartFrame
+
+TRACK = "T-CLUSTER_TEST-" + "0" * 32
+
+
+class _Stream:
+    """A turn's stream that never ends by itself, as a graph's does while its models work."""
+
+    def __init__(self) -> None:
+        self.cancelled = asyncio.Event()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        await self.cancelled.wait()
+        raise StopAsyncIteration
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+class _Graph:
+    """Keeps the turns the session hands it."""
+
+    def __init__(self) -> None:
+        self.turns: list[TurnRequest] = []
+        self.two_turns = threading.Event()
+
+    def options(self, **_):
+        return self
+
+    @property
+    def run_turn_stream(self):
+        return self
+
+    @property
+    def prepare_turn(self):
+        return self
+
+    def remote(self, request):
+        if isinstance(request, TurnRequest):
+            self.turns.append(request)
+            if len(self.turns) == 2:
+                self.two_turns.set()
+            return _Stream()
+        return asyncio.sleep(0)  # prepare_turn
+
+
+def test_a_dropped_turn_does_not_hold_up_the_users_next_words():
+    """Marking a dropped turn's records waits for its graph to close them (up to seconds when a
+    replica is slow); the session meanwhile goes on hearing the user and starts the next turn, which
+    goes to the graph once the marking is done (so its history cannot hold the dropped turn)."""
+    graph, marking, next_turn = _Graph(), threading.Event(), threading.Event()
+    discarded: list[str] = []
+    requests: list[TurnRequest] = []
+
+    def new_request(samples, images, ended_at) -> TurnRequest:
+        ids = [uuid.uuid4().hex for _ in range(3)]
+        requests.append(TurnRequest(TRACK, ids, samples, encode_wav(samples, 16_000), "audio/wav", images))
+        if len(requests) == 2:
+            next_turn.set()
+        return requests[-1]
+
+    def discard(task_ids: list[str], reason: str) -> None:
+        marking.wait(timeout=30)
+        discarded.append(reason)
+
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def live(ws: WebSocket) -> None:
+        await ws.accept()
+        start = StartFrame(track_id=TRACK, cluster="CLUSTER_TEST")
+        vad = VADSettings(end_of_turn=False, min_silence_ms=1500)  # only the stop time ends a turn
+        await LiveConversation(ws, start, graph, new_request, vad, 16_000, True, discard=discard).run()
+
+    first = decode(speak("What is the capital city")).samples
+    rest = decode(speak("of France?")).samples
+    gap, silence = np.zeros(8_000, np.float32), np.zeros(16_000, np.float32)
+    audio = np.concatenate([first, gap, rest, silence])
+    try:
+        with TestClient(app).websocket_connect("/ws") as ws:
+            for start in range(0, len(audio), 320):
+                ws.send_bytes(to_pcm16(audio[start : start + 320]))
+            assert next_turn.wait(timeout=20), "the user's next words waited for the dropped turn's records"
+            assert not discarded and len(graph.turns) == 1, "the next turn went ahead of the marking"
+            marking.set()
+            assert graph.two_turns.wait(timeout=20)
+            ws.close()
+    finally:
+        marking.set()
+    assert discarded == ["cancelled: the user went on speaking after a pause"]
+    assert graph.turns == requests and len(requests[1].audio) > len(requests[0].audio)
