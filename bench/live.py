@@ -14,6 +14,7 @@ received (zero when no audio followed it).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ class LiveSession:
     def __init__(self, ws, cluster: str):
         self.ws = ws
         self.received: list[tuple[float, dict]] = []
+        self.heard_until = 0.0  # when the reply audio received so far has been played out
         self.ws.send(json.dumps({"type": "StartFrame", "cluster": cluster}))
         self._expect("StartFrame")
 
@@ -68,8 +70,7 @@ class LiveSession:
                 message = self.ws.recv(timeout=0)
             except TimeoutError:
                 return frames
-            frames.append((time.time(), json.loads(message)))
-            self.received.append(frames[-1])
+            frames.append(self._keep(message))
 
     def _expect(self, kind: str, timeout: float = 120.0) -> tuple[float, dict]:
         deadline = time.time() + timeout
@@ -82,8 +83,26 @@ class LiveSession:
                 message = self.ws.recv(timeout=max(deadline - time.time(), 0.01))
             except TimeoutError:
                 break
-            self.received.append((time.time(), json.loads(message)))
+            self._keep(message)
         raise TimeoutError(f"no {kind} within {timeout:.0f} s")
+
+    def _keep(self, message: str) -> tuple[float, dict]:
+        """A frame as it arrives; reply audio is played from its arrival on, as a speaker would."""
+        at, frame = time.time(), json.loads(message)
+        if frame["type"] == "TTSAudioFrame":
+            seconds = len(base64.b64decode(frame["audio"])) / 2 / frame["sample_rate"]
+            self.heard_until = max(self.heard_until, at) + seconds
+        elif frame["type"] == "StartInterruptionFrame":
+            self.heard_until = at  # the client drops what it has not played
+        self.received.append((at, frame))
+        return at, frame
+
+    def hear_out(self) -> None:
+        """Waits, as a person would, for the reply to finish playing before speaking again: speaking
+        over it is a barge-in."""
+        while (left := self.heard_until - time.time()) > 0:
+            time.sleep(min(left, 0.05))
+            self._drain()
 
     def turn(self, audio: np.ndarray) -> dict[str, Any]:
         self.received = []
@@ -91,6 +110,7 @@ class LiveSession:
         first_audio, _ = self._expect("TTSAudioFrame")
         done, end = self._expect("EndFrame")
         metrics = next(f["metrics"] for _, f in self.received if f["type"] == "MetricsFrame" and f["stage"] is None)
+        self.hear_out()
         return {
             "time_to_first_audio_s": metrics["time_to_first_audio_s"],
             "client_first_audio_s": first_audio - ended,
@@ -126,7 +146,7 @@ class LiveSession:
                 message = self.ws.recv(timeout=max(deadline - time.time(), 0.01))
             except TimeoutError:
                 break
-            self.received.append((time.time(), json.loads(message)))
+            self._keep(message)
         raise TimeoutError(f"no end of the turn within {timeout:.0f} s")
 
     def barge_in(self, audio: np.ndarray) -> dict[str, Any]:

@@ -99,6 +99,7 @@ def live_client(url: str, cluster: str, questions: list[np.ndarray], until: floa
                 else:
                     tally.first_audio_s.append(outcome["first_audio"] - ended)
                     tally.completed += 1
+                    live.hear_out()
     except Exception as exc:  # a session that broke is a result too
         tally.errors.append(f"session broke: {type(exc).__name__}: {exc}")
 

@@ -112,6 +112,7 @@ class LiveConversation:
         self.interrupted = False
         self._preparing: asyncio.Task | None = None
         self._discarding: set[asyncio.Task] = set()  # dropped turns' records being marked
+        self._heard_until = 0.0  # when the client will have played the reply audio sent so far
 
     @property
     def allow_interruptions(self) -> bool:
@@ -191,9 +192,11 @@ class LiveConversation:
             if isinstance(event, SpeechStarted):
                 if event.resumed and self.turn is not None and not self.turn.committed:
                     await self._drop(self.turn, "cancelled: the user went on speaking after a pause")
-                elif self.replying and self.allow_interruptions:
+                    continue
+                answered = self.turn is None or self.turn.task.done()  # its records are all written
+                if self.speaking and self.allow_interruptions:
                     await self._interrupt()
-                elif not event.resumed and (self.turn is None or self.turn.task.done()):
+                if not event.resumed and answered:
                     self._prepare_next_turn()
             elif isinstance(event, Pause):
                 if len(event.audio) >= MIN_UTTERANCE_S * RATE:
@@ -235,6 +238,12 @@ class LiveConversation:
         return (
             self.turn is not None and self.turn.committed and self.turn.task is not None and not self.turn.task.done()
         )
+
+    @property
+    def speaking(self) -> bool:
+        """Replying, or still heard: a reply is made faster than it is spoken, and the client plays the
+        rest for seconds after its turn has ended here."""
+        return self.replying or time.time() < self._heard_until
 
     async def _speculate(self, pause: Pause) -> None:
         if self.turn is not None and not self.turn.committed:
@@ -336,11 +345,13 @@ class LiveConversation:
             logger.warning("marking a dropped turn of %s failed", self.start.track_id, exc_info=exc)
 
     async def _interrupt(self) -> None:
-        if not self.replying:
+        if not self.speaking:
             return
         self.interrupted = True
-        await self._cancel_turn()
+        if self.replying:
+            await self._cancel_turn()
         self.queue.drop(TTSAudioFrame)
+        self._heard_until = 0.0
         self.queue.put(StartInterruptionFrame())
 
     async def _cancel_turn(self) -> None:
@@ -361,6 +372,9 @@ class LiveConversation:
         while True:
             frame = await self.queue.get()
             await self.ws.send_json(frame.to_wire())
+            if isinstance(frame, TTSAudioFrame):
+                seconds = len(frame.audio) / (2 * frame.num_channels * frame.sample_rate)
+                self._heard_until = max(self._heard_until, time.time()) + seconds
 
     @staticmethod
     def _turn_taking(turn: _LiveTurn) -> dict[str, float]:

@@ -4,6 +4,7 @@ streaming HTTP transports, against the default serve config."""
 import json
 import threading
 import time
+from base64 import b64decode
 
 import numpy as np
 import pytest
@@ -132,6 +133,25 @@ def test_speaking_over_a_reply_stops_it(server):
     assert all(t["status"] == "completed" for t in second.values())
     assert {"weather"} <= words(second["speech_to_text"]["result_profile"]["transcript"])
     assert second["hf_llm"]["result_profile"]["history_messages"] == (2 if spoken else 0)
+
+
+def test_speaking_over_a_reply_still_being_heard_stops_it(server):
+    """A reply is made faster than it is spoken: its turn has ended at the server while the client
+    still plays it, and speaking over it then stops it too."""
+    with LiveClient(server, cluster="CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION") as client:
+        client.speak("What is the capital city of France?")
+        ended = client.wait_for(is_type("EndFrame"))
+        with client.lock:
+            audio = [(t, f) for t, f in client.frames if f["type"] == "TTSAudioFrame"]
+        heard_until = audio[0][0] + sum(len(b64decode(f["audio"])) / 2 / f["sample_rate"] for _, f in audio)
+        assert time.time() < heard_until - 1.0, "the reply is still being heard"
+        client.speak("And what about Spain?")
+        client.wait_for(is_type("StartInterruptionFrame"))
+        answered = client.wait_for(lambda f: f["type"] == "EndFrame" and f["turn"] > ended["turn"])
+    types = client.types()
+    interruption = types.index("StartInterruptionFrame")
+    assert types.index("EndFrame") < interruption < types.index("StartFrame", interruption)
+    assert answered["status"] == "completed"
 
 
 def test_a_session_can_turn_interruptions_off(server):
