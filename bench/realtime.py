@@ -114,8 +114,10 @@ def spoken_chunks(tasks: list[dict[str, Any]]) -> int:
 
 def first_audio_over_total(server: dict[str, float]) -> float:
     """End of speech to the first reply audio, over end of speech to the reply's end (the graph's
-    `total_reply_s` runs from the turn's start)."""
-    return server["time_to_first_audio_s"] / (server["turn_started_after_s"] + server["total_reply_s"])
+    `total_reply_s` runs from the turn's start). A reply made before the end of the turn was decided
+    is all held until then, so it ends no sooner than its first audio."""
+    made = server["turn_started_after_s"] + server["total_reply_s"]
+    return server["time_to_first_audio_s"] / max(made, server["time_to_first_audio_s"])
 
 
 class Floor:

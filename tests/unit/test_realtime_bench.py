@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.realtime import stage_breakdown
+from bench.realtime import first_audio_over_total, stage_breakdown
 from bench.speech import speech_end
 
 
@@ -21,3 +21,11 @@ def test_the_critical_path_follows_the_piped_stage():
     assert stage_breakdown(tasks) == pytest.approx(
         {"stt_s": 0.3, "llm_first_token_s": 0.5, "first_chunk_s": 0.79, "tts_first_audio_s": 0.2}
     )
+
+
+def test_first_audio_over_the_whole_reply_counts_from_the_end_of_speech():
+    streamed = {"time_to_first_audio_s": 0.6, "turn_started_after_s": 0.1, "total_reply_s": 1.9}
+    assert first_audio_over_total(streamed) == pytest.approx(0.3)
+    # Made while the end of the turn was still being decided: all of it goes out at the commit.
+    held = {"time_to_first_audio_s": 1.0, "turn_started_after_s": 0.1, "total_reply_s": 0.7}
+    assert first_audio_over_total(held) == 1.0
