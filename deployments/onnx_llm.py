@@ -426,9 +426,8 @@ class GenerationProcess:
 
     def prefill(self, messages: list[dict[str, str]]) -> None:
         """Asks the child to read the start of a coming prompt when it has nothing else to do."""
-        with self._lock:
-            if self._proc.poll() is None:
-                self._conn.send(("prefill", messages))
+        if self._proc.poll() is None:
+            self._send("prefill", messages)
 
     def stream(
         self, messages: list[dict[str, str]], settings: GenerationSettings, stop: threading.Event
