@@ -14,7 +14,6 @@ received (zero when no audio followed it).
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from graphs.app import DEFAULT_CLUSTER
 from graphs.launch import serve_locally
 from graphs.observability.latency import spread
 from omniwire.audio import decode, to_pcm16
+from omniwire.frames import from_wire
 
 QUESTIONS = [
     "What is the capital city of France?",
@@ -90,8 +90,7 @@ class LiveSession:
         """A frame as it arrives; reply audio is played from its arrival on, as a speaker would."""
         at, frame = time.time(), json.loads(message)
         if frame["type"] == "TTSAudioFrame":
-            seconds = len(base64.b64decode(frame["audio"])) / 2 / frame["sample_rate"]
-            self.heard_until = max(self.heard_until, at) + seconds
+            self.heard_until = max(self.heard_until, at) + from_wire(frame).seconds
         elif frame["type"] == "StartInterruptionFrame":
             self.heard_until = at  # the client drops what it has not played
         self.received.append((at, frame))

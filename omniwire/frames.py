@@ -124,6 +124,11 @@ class AudioRawFrame(DataFrame):
     sample_rate: int
     num_channels: int = 1
 
+    @property
+    def seconds(self) -> float:
+        """How long the audio plays."""
+        return len(self.audio) / (2 * self.num_channels * self.sample_rate)
+
 
 @dataclass
 class ImageFrame(DataFrame):

@@ -373,8 +373,7 @@ class LiveConversation:
             frame = await self.queue.get()
             await self.ws.send_json(frame.to_wire())
             if isinstance(frame, TTSAudioFrame):
-                seconds = len(frame.audio) / (2 * frame.num_channels * frame.sample_rate)
-                self._heard_until = max(self._heard_until, time.time()) + seconds
+                self._heard_until = max(self._heard_until, time.time()) + frame.seconds
 
     @staticmethod
     def _turn_taking(turn: _LiveTurn) -> dict[str, float]:

@@ -4,7 +4,6 @@ streaming HTTP transports, against the default serve config."""
 import json
 import threading
 import time
-from base64 import b64decode
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from websockets.sync.client import connect
 
 from bench.speech import speak
 from omniwire.audio import decode, to_pcm16
+from omniwire.frames import from_wire
 from tests.integration.conftest import AUTH
 from tests.integration.test_conversation import post, stages_of, words
 
@@ -143,7 +143,7 @@ def test_speaking_over_a_reply_still_being_heard_stops_it(server):
         ended = client.wait_for(is_type("EndFrame"))
         with client.lock:
             audio = [(t, f) for t, f in client.frames if f["type"] == "TTSAudioFrame"]
-        heard_until = audio[0][0] + sum(len(b64decode(f["audio"])) / 2 / f["sample_rate"] for _, f in audio)
+        heard_until = audio[0][0] + sum(from_wire(f).seconds for _, f in audio)
         assert time.time() < heard_until - 1.0, "the reply is still being heard"
         client.speak("And what about Spain?")
         client.wait_for(is_type("StartInterruptionFrame"))

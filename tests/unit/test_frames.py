@@ -45,6 +45,11 @@ def test_audio_is_base64_on_the_wire():
     assert wire["audio"] == "AAE="
 
 
+def test_audio_plays_for_its_samples_over_the_rate():
+    assert TTSAudioFrame(audio=b"\x00" * 44100, sample_rate=22050).seconds == 1.0
+    assert TTSAudioFrame(audio=b"\x00" * 44100, sample_rate=22050, num_channels=2).seconds == 0.5
+
+
 def test_bad_wire_objects_are_named():
     with pytest.raises(ValueError, match="unknown frame type 'Nope'"):
         from_wire({"type": "Nope"})
