@@ -353,6 +353,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             self.catalog[cluster]["allow_interruptions"],
             end_of_turn=self.end_of_turn,
             discard=self.store.discard_turn,
+            mark_heard=self.store.mark_heard,
             limits=self.limits,
             admission=self.admission,
         )

@@ -31,6 +31,7 @@ from ray.serve.exceptions import RequestCancelledError
 
 from graphs.api.admission import Admission, AdmissionSettings, Overloaded
 from graphs.api.limits import Limits, image_problem
+from graphs.api.playout import Heard, Playout
 from graphs.api.vad import RATE, Pause, SpeechSegmenter, SpeechStarted, Utterance, VADSettings
 from graphs.observability.latency import FirstAudio
 from omniwire.audio import from_pcm16
@@ -90,6 +91,7 @@ class LiveConversation:
         cluster_allows_interruptions: bool,
         end_of_turn: Any = None,
         discard: Callable[[list[str], str], Any] | None = None,
+        mark_heard: Callable[[list[str], str, float], Any] | None = None,
         limits: Limits | None = None,
         admission: Admission | None = None,
     ):
@@ -102,6 +104,7 @@ class LiveConversation:
         self.cluster_allows_interruptions = cluster_allows_interruptions
         self.end_of_turn = end_of_turn if vad.end_of_turn else None
         self.discard = discard
+        self.mark_heard = mark_heard
         self.limits = limits or Limits()
         self.admission = admission or Admission(AdmissionSettings(max_wait_s=math.inf))
         self.segmenter = SpeechSegmenter(vad)
@@ -111,8 +114,9 @@ class LiveConversation:
         self.turn: _LiveTurn | None = None  # the turn replying, or about to
         self.interrupted = False
         self._preparing: asyncio.Task | None = None
-        self._discarding: set[asyncio.Task] = set()  # dropped turns' records being marked
-        self._heard_until = 0.0  # when the client will have played the reply audio sent so far
+        self._marking: set[asyncio.Task] = set()  # records being marked: dropped turns, replies cut short
+        self.playout = Playout()  # the reply audio sent, as the client plays it
+        self._audio_turns: dict[int, _LiveTurn] = {}  # queued reply audio (by frame seq) and its turn
 
     @property
     def allow_interruptions(self) -> bool:
@@ -133,7 +137,7 @@ class LiveConversation:
             sender.cancel()
             if self._preparing is not None:
                 self._preparing.cancel()
-            await asyncio.gather(*self._discarding, return_exceptions=True)
+            await asyncio.gather(*self._marking, return_exceptions=True)
 
     async def _receive(self) -> None:
         limits = self.limits
@@ -221,6 +225,8 @@ class LiveConversation:
             self._preparing = asyncio.create_task(self._prepare())
 
     async def _prepare(self) -> None:
+        if self._marking:
+            await asyncio.wait(set(self._marking))  # the history it reads says what was heard
         try:
             await self.graph.prepare_turn.remote(self.start.track_id)
         except Exception:  # a head start only: the turn reads the whole prompt anyway
@@ -243,7 +249,7 @@ class LiveConversation:
     def speaking(self) -> bool:
         """Replying, or still heard: a reply is made faster than it is spoken, and the client plays the
         rest for seconds after its turn has ended here."""
-        return self.replying or time.time() < self._heard_until
+        return self.replying or self.playout.playing(time.time())
 
     async def _speculate(self, pause: Pause) -> None:
         if self.turn is not None and not self.turn.committed:
@@ -292,6 +298,8 @@ class LiveConversation:
             frame.metrics.update(self._turn_taking(turn))
         if isinstance(frame, MetricsFrame) and not self.start.enable_metrics:
             return
+        if isinstance(frame, TTSAudioFrame):
+            self._audio_turns[frame.seq] = turn
         self.queue.put(frame)
 
     async def _run_turn(self, turn: _LiveTurn) -> None:
@@ -299,9 +307,9 @@ class LiveConversation:
             # Turns of one track take their turn. wait, not gather: dropping this turn must not cancel that one.
             await asyncio.wait({turn.previous.task})
         turn.previous = None  # done: nothing to wait for or go back to
-        if self._discarding:
-            # A dropped turn's records are marked before this one reads the history.
-            await asyncio.wait(set(self._discarding))
+        if self._marking:
+            # Dropped turns and replies cut short are marked before this one reads the history.
+            await asyncio.wait(set(self._marking))
         try:
             ticket = self.admission.admit("live")
         except Overloaded as exc:
@@ -335,24 +343,34 @@ class LiveConversation:
         if self.turn is turn:
             self.turn = turn.previous
         if self.discard is not None:
-            marking = asyncio.create_task(asyncio.to_thread(self.discard, turn.request.task_ids, reason))
-            self._discarding.add(marking)
-            marking.add_done_callback(self._marked)
+            self._mark(self.discard, turn.request.task_ids, reason)
+
+    def _mark(self, marker: Callable[..., Any], *args: Any) -> None:
+        marking = asyncio.create_task(asyncio.to_thread(marker, *args))
+        self._marking.add(marking)
+        marking.add_done_callback(self._marked)
 
     def _marked(self, marking: asyncio.Task) -> None:
-        self._discarding.discard(marking)
+        self._marking.discard(marking)
         if not marking.cancelled() and (exc := marking.exception()) is not None:
-            logger.warning("marking a dropped turn of %s failed", self.start.track_id, exc_info=exc)
+            logger.warning("marking the records of %s failed", self.start.track_id, exc_info=exc)
 
     async def _interrupt(self) -> None:
         if not self.speaking:
             return
         self.interrupted = True
+        cut = [self.playout.cut(time.time())]
         if self.replying:
+            if cut[0] is None or cut[0].turn is not self.turn:
+                cut.append(Heard(self.turn, "", 0.0))  # none of its audio had been sent
             await self._cancel_turn()
         self.queue.drop(TTSAudioFrame)
-        self._heard_until = 0.0
+        self._audio_turns.clear()
         self.queue.put(StartInterruptionFrame())
+        if self.mark_heard is not None:
+            for heard in cut:
+                if heard is not None and heard.turn is not None:
+                    self._mark(self.mark_heard, heard.turn.request.task_ids, heard.text, heard.seconds)
 
     async def _cancel_turn(self) -> None:
         if self.turn is not None:
@@ -373,7 +391,7 @@ class LiveConversation:
             frame = await self.queue.get()
             await self.ws.send_json(frame.to_wire())
             if isinstance(frame, TTSAudioFrame):
-                self._heard_until = max(self._heard_until, time.time()) + frame.seconds
+                self.playout.sent(self._audio_turns.pop(frame.seq, None), frame, time.time())
 
     @staticmethod
     def _turn_taking(turn: _LiveTurn) -> dict[str, float]:

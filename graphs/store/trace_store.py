@@ -330,6 +330,43 @@ class TraceStore:
 
         Waits (up to `wait_s`) for its graph to close the tasks first, so no later write undoes this.
         """
+        self._wait_closed(task_ids, wait_s)
+        with self._write.begin() as s:
+            records = s.scalars(select(TaskRecord).where(TaskRecord.id.in_(task_ids))).all()
+            for record in records:
+                done = {
+                    k: v
+                    for k, v in (record.result_profile or {}).items()
+                    if k not in ("spoken_text", "heard_text", "reply_text")
+                }
+                record.status, record.error = TaskStatus.cancelled, reason
+                record.result_profile = {**done, "discarded": True}
+                record.updated_at = _now()
+            return len(records)
+
+    def mark_heard(self, task_ids: list[str], heard_text: str, heard_s: float, wait_s: float = 5.0) -> bool:
+        """The user spoke over the turn's reply: its speech record keeps what they heard of it
+        (`heard_text`, `heard_s` of its audio), which the history then gives as the reply.
+
+        A reply is made faster than it is played, so the record may have been completed seconds
+        before; waits (up to `wait_s`) for an interrupted turn's graph to close its tasks first.
+        """
+        self._wait_closed(task_ids, wait_s)
+        with self._write.begin() as s:
+            for record in s.scalars(select(TaskRecord).where(TaskRecord.id.in_(task_ids))).all():
+                profile = record.result_profile or {}
+                if "spoken_text" in profile and not profile.get("discarded"):
+                    record.result_profile = {
+                        **profile,
+                        "heard_text": heard_text,
+                        "heard_s": heard_s,
+                        "interrupted": True,
+                    }
+                    record.updated_at = _now()
+                    return True
+        return False
+
+    def _wait_closed(self, task_ids: list[str], wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             with self._read() as s:
@@ -339,18 +376,8 @@ class TraceStore:
                     .where(TaskRecord.id.in_(task_ids), TaskRecord.status.in_(OPEN))
                 )
             if not open_tasks:
-                break
+                return
             time.sleep(0.05)
-        with self._write.begin() as s:
-            records = s.scalars(select(TaskRecord).where(TaskRecord.id.in_(task_ids))).all()
-            for record in records:
-                done = {
-                    k: v for k, v in (record.result_profile or {}).items() if k not in ("spoken_text", "reply_text")
-                }
-                record.status, record.error = TaskStatus.cancelled, reason
-                record.result_profile = {**done, "discarded": True}
-                record.updated_at = _now()
-            return len(records)
 
     def add_audio(
         self,
@@ -431,8 +458,8 @@ class TraceStore:
         The oldest are dropped half a window at a time (`history_start`), not one a turn: a window
         that slides every turn changes the prompt's beginning every turn, so the LLM's cached prompt
         never matches and each turn reads its whole history again.
-        The reply is what was spoken (`spoken_text`, kept even when the user interrupted it),
-        else the LLM's reply text; turns that failed before a reply are left out.
+        The reply is what the user heard when they spoke over it (`heard_text`), else what was
+        spoken (`spoken_text`), else the LLM's reply text; turns that failed before a reply are left out.
         """
         if turns <= 0:
             return []
@@ -454,7 +481,7 @@ class TraceStore:
             if status == TaskStatus.completed and profile.get("reply_text"):
                 exchange.setdefault("reply", profile["reply_text"])
             if "spoken_text" in profile:
-                exchange["spoken"] = profile["spoken_text"]
+                exchange["spoken"] = profile.get("heard_text", profile["spoken_text"])
         messages = []
         for e in exchanges.values():
             reply = e.get("spoken", e.get("reply"))

@@ -127,12 +127,20 @@ def test_speaking_over_a_reply_stops_it(server):
     first = stages_of(server, start["track_id"], 1)
     assert first["hf_llm"]["status"] in ("completed", "cancelled"), first["hf_llm"]["error"]
     assert first["text_to_speech"]["status"] == "cancelled"
-    assert first["text_to_speech"]["result_profile"]["interrupted"]
-    spoken = first["text_to_speech"]["result_profile"]["spoken_text"]
+    heard = heard_of(first["text_to_speech"]["result_profile"])
     second = stages_of(server, start["track_id"], answered["turn"])
     assert all(t["status"] == "completed" for t in second.values())
     assert {"weather"} <= words(second["speech_to_text"]["result_profile"]["transcript"])
-    assert second["hf_llm"]["result_profile"]["history_messages"] == (2 if spoken else 0)
+    assert second["hf_llm"]["result_profile"]["history_messages"] == (2 if heard else 0)
+
+
+def heard_of(profile: dict) -> str:
+    """What the user heard of an interrupted reply: the words it began with, as they were made."""
+    assert profile["interrupted"]
+    heard, made = profile["heard_text"].split(), profile["spoken_text"].split()
+    assert heard == made[: len(heard)], profile
+    assert 0 <= profile["heard_s"] < 30
+    return profile["heard_text"]
 
 
 def test_speaking_over_a_reply_still_being_heard_stops_it(server):
@@ -152,6 +160,12 @@ def test_speaking_over_a_reply_still_being_heard_stops_it(server):
     interruption = types.index("StartInterruptionFrame")
     assert types.index("EndFrame") < interruption < types.index("StartFrame", interruption)
     assert answered["status"] == "completed"
+    first = stages_of(server, ended["track_id"], ended["turn"])
+    assert first["text_to_speech"]["status"] == "completed", "its speech was all made"
+    heard = heard_of(first["text_to_speech"]["result_profile"])
+    assert len(heard.split()) < len(first["text_to_speech"]["result_profile"]["spoken_text"].split())
+    second = stages_of(server, ended["track_id"], answered["turn"])
+    assert second["quantization_llm"]["result_profile"]["history_messages"] == (2 if heard else 0)
 
 
 def test_a_session_can_turn_interruptions_off(server):

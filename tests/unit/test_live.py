@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -13,7 +14,7 @@ from graphs.api.live import LiveConversation
 from graphs.api.vad import VADSettings
 from graphs.pipeline.turn import TurnRequest
 from omniwire.audio import decode, encode_wav, to_pcm16
-from omniwire.frames import StartFrame
+from omniwire.frames import StartFrame, TTSAudioFrame
 
 TRACK = "T-CLUSTER_TEST-" + "0" * 32
 
@@ -107,3 +108,75 @@ def test_a_dropped_turn_does_not_hold_up_the_users_next_words():
         marking.set()
     assert discarded == ["cancelled: the user went on speaking after a pause"]
     assert graph.turns == requests and len(requests[1].audio) > len(requests[0].audio)
+
+
+class _Reply:
+    """A turn's stream that says its reply at once, as a fast graph does, and ends."""
+
+    def __init__(self, frames) -> None:
+        self.frames = list(frames)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if not self.frames:
+            raise StopAsyncIteration
+        return self.frames.pop(0)
+
+    def cancel(self) -> None:
+        self.frames.clear()
+
+
+def test_speaking_over_a_reply_still_playing_records_the_words_heard():
+    """The reply is all sent at once and its turn ends; the user speaks a second into its three
+    seconds of audio: the words of its first second are what the records say was heard."""
+    heard: list[tuple[list[str], str, float]] = []
+    requests: list[TurnRequest] = []
+    reply = [
+        TTSAudioFrame(audio=bytes(32_000), sample_rate=16_000, sentence=0, text="Paris is the"),
+        TTSAudioFrame(audio=bytes(64_000), sample_rate=16_000, sentence=1, text="capital city of France."),
+    ]
+
+    class Graph(_Graph):
+        def remote(self, request):
+            if isinstance(request, TurnRequest):
+                self.turns.append(request)
+                return _Reply(reply if len(self.turns) == 1 else [])
+            return asyncio.sleep(0)
+
+    def new_request(samples, images, ended_at) -> TurnRequest:
+        requests.append(
+            TurnRequest(TRACK, [uuid.uuid4().hex], samples, encode_wav(samples, 16_000), "audio/wav", images)
+        )
+        return requests[-1]
+
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def live(ws: WebSocket) -> None:
+        await ws.accept()
+        start = StartFrame(track_id=TRACK, cluster="CLUSTER_TEST")
+        vad = VADSettings(end_of_turn=False)
+        mark = lambda *args: heard.append(args)  # noqa: E731
+        await LiveConversation(ws, start, Graph(), new_request, vad, 16_000, True, mark_heard=mark).run()
+
+    question = np.concatenate(
+        [decode(speak("What is the capital city of France?")).samples, np.zeros(24_000, np.float32)]
+    )
+    stop = decode(speak("Stop.")).samples
+    with TestClient(app).websocket_connect("/ws") as ws:
+        ws.send_bytes(to_pcm16(question))
+        received = [ws.receive_json() for _ in range(3)]
+        assert [f["type"] for f in received] == ["StartFrame", "TTSAudioFrame", "TTSAudioFrame"]
+        time.sleep(1.0)
+        ws.send_bytes(to_pcm16(stop))
+        assert ws.receive_json()["type"] == "StartInterruptionFrame"
+        ws.close()
+    deadline = time.monotonic() + 10
+    while not heard and time.monotonic() < deadline:
+        time.sleep(0.01)
+    [(task_ids, text, seconds)] = heard
+    assert task_ids == requests[0].task_ids
+    assert text.startswith("Paris is the") and text != "Paris is the capital city of France.", text
+    assert 1.0 <= seconds < 2.0

@@ -154,6 +154,48 @@ def test_history_is_the_last_completed_exchanges(url):
     assert store.history(track_id, 0) == []
 
 
+def test_a_reply_spoken_over_is_remembered_as_far_as_it_was_heard(url):
+    store = TraceStore(url)
+    track_id = new_track_id(CLUSTER)
+    _, (stt, llm, tts) = store.begin_turn(track_id, CLUSTER, STAGES)
+    store.complete_task(stt, {"transcript": "Tell me about Paris."}, {})
+    store.complete_task(llm, {"reply_text": "Paris is the capital of France. It has the Louvre."}, {})
+    store.complete_task(tts, {"sentences": 2, "spoken_text": "Paris is the capital of France. It has the Louvre."}, {})
+    assert store.mark_heard([stt, llm, tts], "Paris is the capital", 1.2)
+    record = store.track(track_id)["tasks"][2]
+    assert record["status"] == "completed", "the speech was made; the user cut its playing short"
+    assert record["result_profile"] == {
+        "sentences": 2,
+        "spoken_text": "Paris is the capital of France. It has the Louvre.",
+        "heard_text": "Paris is the capital",
+        "heard_s": 1.2,
+        "interrupted": True,
+    }
+    assert store.history(track_id, 5)[-1] == {"role": "assistant", "content": "Paris is the capital"}
+
+    store.mark_heard([stt, llm, tts], "", 0.0)
+    assert store.history(track_id, 5) == [], "nothing of the reply heard: no exchange to build on"
+
+
+def test_marking_what_was_heard_waits_for_an_interrupted_turn_to_close(url):
+    store = TraceStore(url)
+    track_id = new_track_id(CLUSTER)
+    _, (stt, llm, tts) = store.begin_turn(track_id, CLUSTER, STAGES)
+    store.complete_task(stt, {"transcript": "Tell me a story."}, {})
+    store.start_task(tts, time.time())
+    with ThreadPoolExecutor(1) as pool:
+        marked = pool.submit(store.mark_heard, [stt, llm, tts], "Once upon", 0.6)
+        time.sleep(0.2)
+        assert not marked.done(), "the turn's graph has not closed its tasks yet"
+        store.cancel_task(tts, "cancelled: interrupted", {"spoken_text": "Once upon a time.", "interrupted": True})
+        store.close_tasks([llm], "cancelled: interrupted")
+        assert marked.result(timeout=5)
+    record = store.track(track_id)["tasks"][2]
+    assert record["status"] == "cancelled"
+    assert record["result_profile"]["heard_text"] == "Once upon"
+    assert record["result_profile"]["spoken_text"] == "Once upon a time."
+
+
 def test_history_drops_its_oldest_exchanges_half_a_window_at_a_time():
     """The window's start stays put between moves, so the prompt's beginning (cached by the LLM) does."""
     for turns in (1, 2, 5, 6):
