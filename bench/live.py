@@ -39,7 +39,13 @@ QUESTIONS = [
     "Can you recommend a good book to read?",
     "What should I cook for dinner tonight?",
 ]
-STORY = "Tell me a long story about a brave dragon who lived in the mountains."
+# A different story each barge-in: the history keeps what was heard of the last one (a few words),
+# and a small LLM asked the same again may just repeat those.
+STORIES = (
+    "Tell me a long story about a brave dragon who lived in the mountains.",
+    "Tell me a long story about a young knight who sailed across the sea.",
+    "Tell me a long story about a clever fox who lived in a big city.",
+)
 CHUNK_S = 0.02
 
 
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     from bench.speech import speak
 
     questions = [decode(speak(q)).samples for q in QUESTIONS]
-    story = decode(speak(STORY)).samples
+    stories = [decode(speak(story)).samples for story in STORIES]
     with connect(
         url.replace("http://", "ws://") + "/v1/conversations/ws", max_size=None, additional_headers=auth_headers()
     ) as ws:
@@ -198,8 +204,8 @@ def main(argv: list[str] | None = None) -> None:
             for i in range(args.turns):
                 turns.append(live.turn(questions[i % len(questions)]))
         with console.status(f"{args.barge_ins} barge-ins"):
-            for _ in range(args.barge_ins):
-                barge_ins.append(live.barge_in(story))
+            for i in range(args.barge_ins):
+                barge_ins.append(live.barge_in(stories[i % len(stories)]))
 
     summary = {
         "time_to_first_audio_s": spread([t["time_to_first_audio_s"] for t in turns]),

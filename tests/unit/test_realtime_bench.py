@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from bench.realtime import first_audio_over_total, stage_breakdown
-from bench.speech import speech_end
+from bench.realtime import first_audio_over_total, pause_after_speech_s, stage_breakdown
+from bench.speech import speak, speech_end
+from graphs.api.vad import VADSettings
+from omniwire.audio import decode
 
 
 def test_speech_ends_where_the_last_loud_10_ms_ends():
@@ -29,3 +31,14 @@ def test_first_audio_over_the_whole_reply_counts_from_the_end_of_speech():
     # Made while the end of the turn was still being decided: all of it goes out at the commit.
     held = {"time_to_first_audio_s": 1.0, "turn_started_after_s": 0.1, "total_reply_s": 0.7}
     assert first_audio_over_total(held) == 1.0
+
+
+def test_the_floors_pause_is_the_vads_own_after_the_last_words():
+    """The floor waits for the VAD as the server does: the pause after the true end of speech plus
+    the time the VAD takes to hear silence, and only the last pause counts."""
+    question = decode(speak("What is the capital city of France?")).samples
+    pause_s = VADSettings().pause_ms / 1000
+    after = pause_after_speech_s(question)
+    assert pause_s <= after < pause_s + 0.2
+    halting = np.concatenate([decode(speak("Well")).samples, np.zeros(12_000, np.float32), question])
+    assert pause_after_speech_s(halting) == pytest.approx(after, abs=0.04), "the pause after 'Well' is not the end"
