@@ -82,7 +82,7 @@ class HuggingFaceLLM(LLMService):
         }
 
     def _cached_prefix(self, prompt_ids: list[int]) -> dict[str, Any]:
-        """generate()'s `past_key_values`: a copy of the kept cache cut to the prefix this prompt shares."""
+        """generate()'s `cache`: a copy of the kept cache cut to the prefix this prompt shares."""
         if not self.options.prefix_cache:
             return {}
         with self._kept_lock:
@@ -91,7 +91,7 @@ class HuggingFaceLLM(LLMService):
                 return {}
             cache = copy.deepcopy(self._kept_cache)
         _cut(cache, shared)
-        return {"past_key_values": cache}
+        return {"cache": cache}
 
     def _keep(self, kwargs: dict[str, Any], cache: Any) -> None:
         """Keep this prompt's cache (without the reply) for the next prompt."""
@@ -104,7 +104,7 @@ class HuggingFaceLLM(LLMService):
 
     @staticmethod
     def _cached_tokens(kwargs: dict[str, Any]) -> int:
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("cache")
         return int(cache.get_seq_length()) if cache is not None else 0
 
     def generate(self, messages: list[dict[str, str]], settings: GenerationSettings) -> tuple[str, dict[str, Any]]:
@@ -114,7 +114,7 @@ class HuggingFaceLLM(LLMService):
         with self._torch.inference_mode():
             out = self.model.generate(**kwargs, return_dict_in_generate=True)
         elapsed = time.perf_counter() - t0
-        self._keep(kwargs, out.past_key_values)
+        self._keep(kwargs, out.cache)
         out = out.sequences
         prompt_tokens = kwargs["input_ids"].shape[1]
         new_tokens = out[0, prompt_tokens:]
@@ -155,7 +155,7 @@ class HuggingFaceLLM(LLMService):
                         stopping_criteria=StoppingCriteriaList([_Stop()]),
                         return_dict_in_generate=True,
                     )
-                self._keep(kwargs, out.past_key_values)
+                self._keep(kwargs, out.cache)
             except BaseException as exc:  # handed to the consumer, who would otherwise wait forever
                 failed.append(exc)
                 streamer.end()

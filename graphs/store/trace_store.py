@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -47,6 +49,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from graphs.config import resolve_path
 from graphs.observability.latency import turn_summary
+
+logger = logging.getLogger(__name__)
 
 
 class TaskStatus(str, enum.Enum):
@@ -173,7 +177,11 @@ def _migrate(engine) -> None:
             if "removed" not in {c["name"] for c in inspect(connection).get_columns("audio")}:
                 connection.execute(text("ALTER TABLE audio ADD COLUMN removed TEXT"))
             command.stamp(config, _INITIAL_REVISION)
+        before = MigrationContext.configure(connection).get_current_revision()
         command.upgrade(config, "head")
+        after = MigrationContext.configure(connection).get_current_revision()
+        if after != before:
+            logger.info("trace store %s: schema migrated from %s to %s", engine.url.render_as_string(), before, after)
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,3 +1,4 @@
+import logging
 import multiprocessing
 import sqlite3
 import time
@@ -194,6 +195,15 @@ def test_marking_what_was_heard_waits_for_an_interrupted_turn_to_close(url):
     assert record["status"] == "cancelled"
     assert record["result_profile"]["heard_text"] == "Once upon"
     assert record["result_profile"]["spoken_text"] == "Once upon a time."
+
+
+def test_opening_a_store_says_only_when_it_migrates(url, caplog):
+    with caplog.at_level(logging.INFO):
+        TraceStore(url)
+        TraceStore(url)
+    assert not [r for r in caplog.records if r.name.startswith("alembic")], "Alembic's chatter at every open"
+    migrated = [r.getMessage() for r in caplog.records if r.name == "graphs.store.trace_store"]
+    assert len(migrated) == 1 and "schema migrated from None to" in migrated[0], migrated
 
 
 def test_history_drops_its_oldest_exchanges_half_a_window_at_a_time():
