@@ -72,8 +72,11 @@ def wait_for(condition: Callable[[], object], timeout_s: float, what: str, nodes
         time.sleep(0.5)
 
 
-def stop(process: subprocess.Popen, timeout_s: float = 30) -> None:
-    """SIGTERM to the node's process group (ray start, its raylet, GCS and workers), SIGKILL to what stays."""
+def stop(process: subprocess.Popen, timeout_s: float = 5) -> None:
+    """SIGTERM to the node's process group (ray start, its raylet, GCS and workers), SIGKILL to what stays.
+
+    A worker node's group is gone within 1.5 s; the head's `ray start --block`, GCS server and monitor
+    outlive SIGTERM (30 s seen, then killed), and the node is a throwaway of this test's alone."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
