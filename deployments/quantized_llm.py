@@ -30,8 +30,8 @@ def quantized_model(path, quantization: str, device: str, dtype):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         with warnings.catch_warnings():
             # torch.ao's eager quantization is deprecated for torchao's quantize_, whose int8 configs
-            # decode this model at less than half its speed on 2 cores (48 tokens/s against 21 with
-            # dynamic activations and 16 weight-only, same run): kept while the pinned torch has it.
+            # decode this model slower than fp32 on 2 cores (torchao 0.18, one run: 56 tokens/s here,
+            # 20 with dynamic activations, 18 weight-only, fp32 26): kept while the pinned torch has it.
             warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated", DeprecationWarning)
             warnings.filterwarnings("ignore", "torch.quantize_per_tensor, torch.quantize_per_channel", UserWarning)
             # Per-channel scales and an fp32 output head (tied to the embeddings): with one scale per
