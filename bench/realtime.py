@@ -14,7 +14,8 @@ TTS's first audio; for replies spoken in several chunks, the first audio over th
 The floor runs the same models in this process, one after another: Silero VAD over the recording
 at its own pace to find the pause (from the true end of speech to the pause it ends with, which
 includes the VAD's own delay in hearing silence), then the speech-to-text, the LLM's first chunk
-and its speech: project / floor says what orchestration costs.
+and its speech: project / floor says what orchestration costs; then the rest of the reply and its
+speech, for the first audio over the whole reply these replies allow.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from bench.rubric import score_reply, summarise
 from bench.speech import speech_end
 from client.api import auth_headers
 from graphs.api.vad import Pause, SpeechSegmenter, VADSettings
-from graphs.config import load_clusters
-from graphs.launch import serve_locally
+from graphs.config import load_clusters, with_model_options
+from graphs.launch import read_config, serve_locally
 from graphs.observability.latency import spread
 from omniwire.audio import decode, to_pcm16
 
@@ -138,10 +139,11 @@ def pause_after_speech_s(samples: np.ndarray, silence_s: float = 2.0) -> float:
 class Floor:
     """The cluster's models in this process, called one after another: what the hardware allows."""
 
-    def __init__(self, cluster: str, clusters_file: str | None = None) -> None:
+    def __init__(self, cluster: str, serve_config: str | Path = "serve_config.yaml") -> None:
         from deployments.base import KINDS, components
 
-        config = load_clusters(clusters_file) if clusters_file else load_clusters()
+        args = read_config(serve_config)["applications"][0]["args"]
+        config = with_model_options(load_clusters(args["clusters_file"]), args.get("model_options", {}))
         registry = components()
         self.stages = {}
         for stage in config.clusters[cluster].flat():
@@ -163,20 +165,26 @@ class Floor:
             emotion, emotion_params = self.stages["emotion"]
             inputs.update(emotion.process({**inputs, "audio": samples}, emotion_params)[0])
         t_emotion = time.perf_counter()
-        chunker, first_token, chunk = self.chunker(), None, None
-        stop = threading.Event()
-        for piece in llm.stream(llm.messages(inputs, llm_params), llm_params, stop):
+        chunker, first_token, chunks = self.chunker(), None, []
+        t2 = t3 = None
+        for piece in llm.stream(llm.messages(inputs, llm_params), llm_params, threading.Event()):
             if isinstance(piece, dict):
                 continue
             first_token = first_token or time.perf_counter()
-            if chunks := chunker.push(piece):
-                chunk = chunks[0]
-                break
-        stop.set()
-        chunk = chunk or chunker.flush() or ""
-        t2 = time.perf_counter()
-        tts.process({"reply_text": chunk}, tts_params)
-        t3 = time.perf_counter()
+            chunks += chunker.push(piece)
+            if chunks and t2 is None:
+                t2 = time.perf_counter()
+                tts.process({"reply_text": chunks[0]}, tts_params)
+                t3 = time.perf_counter()
+        if rest := chunker.flush():
+            chunks.append(rest)
+        if t2 is None:
+            t2 = time.perf_counter()
+            tts.process({"reply_text": chunks[0] if chunks else ""}, tts_params)
+            t3 = time.perf_counter()
+        for later in chunks[1:]:
+            tts.process({"reply_text": later}, tts_params)
+        t4 = time.perf_counter()
         return {
             "pause_s": pause_s,
             "stt_s": t1 - t0,
@@ -184,13 +192,19 @@ class Floor:
             "first_chunk_s": t2 - t1,
             "tts_first_audio_s": t3 - t2,
             "first_audio_s": pause_s + t3 - t0,
+            "chunks": len(chunks),
+            # One after another, the rest of the reply is made and then spoken: the longest whole reply
+            # these models take, so the lowest first audio / whole reply they allow.
+            "first_audio_over_total": (pause_s + t3 - t0) / (pause_s + t4 - t0),
         }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.realtime", description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a running server; without it, --config is deployed on a local Ray")
-    parser.add_argument("--config", default="serve_config.yaml")
+    parser.add_argument(
+        "--config", default="serve_config.yaml", help="deployed without --url; the floor runs its models either way"
+    )
     parser.add_argument("--cluster", default=DEFAULT_CLUSTER)
     parser.add_argument("--limit", type=int, help="only the first N questions")
     parser.add_argument("--no-floor", action="store_true", help="skip the in-process floor")
@@ -222,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
             )
     floors = []
     if not args.no_floor:
-        floor = Floor(args.cluster)
+        floor = Floor(args.cluster, args.config)
         floor.first_audio(decode(questions[0][1]).samples)
         for _question, wav in questions:
             floors.append(floor.first_audio(decode(wav).samples))
@@ -244,7 +258,10 @@ def main(argv: list[str] | None = None) -> None:
     if floors:
         floor_total = [f["first_audio_s"] for f in floors]
         summary["floor_first_audio_s"] = spread(floor_total)
-        summary["floor_stages"] = {k: spread([f[k] for f in floors]) for k in floors[0]}
+        summary["floor_stages"] = {k: spread([f[k] for f in floors]) for k in floors[0] if k != "chunks"}
+        summary["floor_stages"]["first_audio_over_total"] = spread(
+            [f["first_audio_over_total"] for f in floors if f["chunks"] > 1] or [float("nan")]
+        )
         summary["project_over_floor"] = float(np.median(client) / np.median(floor_total))
 
     table = Table(title=f"{args.cluster}: {len(turns)} live turns, seconds (min / median / p95 / max)")
