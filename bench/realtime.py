@@ -70,6 +70,10 @@ def live_turn(url: str, cluster: str, samples: np.ndarray, silence_s: float = 2.
             if time.time() > deadline:
                 raise TimeoutError("no EndFrame within 120 s")
     ended = wall0 + ends_at
+    heard = " ".join(f["text"] for _, f in frames if f["type"] == "TranscriptionFrame")
+    # A turn committed at a pause and then spoken over (the user went on) is not the one measured.
+    starts = [i for i, (_, f) in enumerate(frames) if f["type"] == "StartInterruptionFrame"]
+    frames = frames[starts[-1] + 1 :] if starts else frames
     first_audio = next(t for t, f in frames if f["type"] == "TTSAudioFrame")
     end = next(f for _, f in frames if f["type"] == "EndFrame" and f.get("turn"))
     metrics = next(f["metrics"] for _, f in frames if f["type"] == "MetricsFrame" and f["stage"] is None)
@@ -79,7 +83,7 @@ def live_turn(url: str, cluster: str, samples: np.ndarray, silence_s: float = 2.
         "status": end["status"],
         "client_first_audio_s": first_audio - ended,
         "server": metrics,
-        "transcript": " ".join(f["text"] for _, f in frames if f["type"] == "TranscriptionFrame"),
+        "transcript": heard,
         "reply": "".join(f["text"] for _, f in frames if f["type"] == "LLMTextFrame").strip(),
     }
 
