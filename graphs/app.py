@@ -52,6 +52,10 @@ class AppArgs(BaseModel):
     # Options merged over those the clusters file gives a model, e.g. a bigger LLM on a GPU.
     model_options: dict[str, dict[str, Any]] = {}
 
+    def clusters(self) -> ClustersConfig:
+        """The clusters file with `model_options` merged in: the models this app serves."""
+        return with_model_options(load_clusters(self.clusters_file), self.model_options)
+
 
 # Model kinds the OpenAI-compatible API serves.
 OPENAI_KINDS = ("speech_to_text", "llm", "text_to_speech", "image_to_text")
@@ -201,7 +205,7 @@ def check_open_routes(host: str | None, allow_unauthenticated: bool) -> None:
 def build_app(args: dict[str, Any]) -> Application:
     parsed = parse_args(args)
     check_open_routes(serve_host(), parsed.allow_unauthenticated)
-    config = with_model_options(load_clusters(parsed.clusters_file), parsed.model_options)
+    config = parsed.clusters()
     check_enabled(config, parsed.enabled_clusters, parsed.openai_api)
     reasons = {c: r for c in parsed.enabled_clusters if (r := environment_reason(config, c))}
     for cluster, reason in reasons.items():

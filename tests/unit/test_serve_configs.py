@@ -2,7 +2,6 @@
 
 from graphs.api.ingress import OmniServeIngress
 from graphs.app import parse_args
-from graphs.config import load_clusters, with_model_options
 from graphs.launch import read_config
 from graphs.pipeline.cluster_graph import ClusterGraph
 
@@ -12,7 +11,7 @@ GPU_MODELS = {"whisper_stt", "hf_llm", "onnx_llm", "piper_tts", "faiss_rag"}
 def test_default_config_is_cpu_only_and_fits_two_cores():
     (app,) = read_config("serve_config.yaml")["applications"]
     args = parse_args(app["args"])
-    config = load_clusters(args.clusters_file)
+    config = args.clusters()
     models = config.models_for(args.enabled_clusters)
     for override in app["deployments"]:
         assert set(override) == {"name", "autoscaling_config"}, "the default config keeps each model's CPU settings"
@@ -35,7 +34,7 @@ def test_gpu_config_gives_every_neural_model_a_fractional_gpu():
     assert gpu_args == {k: v for k, v in default["args"].items() if k not in mine}
     assert app["import_path"] == default["import_path"]
     args = parse_args(app["args"])
-    config = with_model_options(load_clusters(args.clusters_file), args.model_options)
+    config = args.clusters()
     assert config.models["qwen2.5-coder-0.5b-int4"].options["model"] == "qwen2.5-coder-1.5b-instruct"
     overrides = {d["name"]: d["ray_actor_options"] for d in app["deployments"]}
     models = set(config.models_for(parse_args(app["args"]).enabled_clusters))
