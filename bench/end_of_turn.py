@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.eval_set import Question, load_questions, synthesize
+from bench.eval_set import Spoken, load_eval_set, recordings, synthesize
 from graphs.api.end_of_turn import EndOfTurnModel
 from graphs.api.vad import RATE, SpeechSegmenter, Utterance, VADSettings
 from omniwire.audio import decode
@@ -41,11 +41,11 @@ PIECE = RATE // 50  # 20 ms, as a microphone sends
 LEAD_S, TAIL_S = 0.5, 2.0
 
 
-def fragment(question: Question) -> Question:
+def fragment(said: Spoken) -> Spoken:
     """The question broken off after half its words, in the same voice: a speaker who pauses mid-sentence."""
-    words = question.text.split()
+    words = said.text.split()
     text = " ".join(words[: max(2, len(words) // 2)])
-    return question.model_copy(update={"id": f"{question.id}-fragment", "text": text})
+    return Spoken(said.question.model_copy(update={"id": f"{said.question.id}-fragment", "text": text}), said.voice)
 
 
 def voiced(wav: bytes) -> np.ndarray:
@@ -72,15 +72,15 @@ def cut(speech: np.ndarray, stop_ms: int) -> tuple[float, np.ndarray]:
 
 
 def trials(model: EndOfTurnModel) -> tuple[list[dict], list[float]]:
-    """Each question of the evaluation set, whole and broken off, in its own voice: its cut times per stop,
-    and the model's probability at each short stop."""
+    """Each question of the evaluation set, whole and broken off, in one of its voices (taken in turn): its
+    cut times per stop, and the model's probability at each short stop."""
     stops = sorted({p[0] for p in POLICIES} | {p[2] for p in POLICIES})
     shorts = {p[0] for p in POLICIES if p[1] is not None}
     rows, call_s = [], []
-    for question in load_questions():
+    for question in recordings(load_eval_set(), voices_per_question=1):
         for said, complete in ((question, True), (fragment(question), False)):
             speech = voiced(synthesize(said))
-            row = {"voice": said.voice, "text": said.text, "complete": complete, "cut_s": {}, "probability": {}}
+            row = {"voice": said.voice.id, "text": said.text, "complete": complete, "cut_s": {}, "probability": {}}
             for stop in stops:
                 row["cut_s"][stop], audio = cut(speech, stop)
                 if stop in shorts:

@@ -33,7 +33,8 @@ from rich.console import Console
 from rich.table import Table
 from websockets.sync.client import connect
 
-from bench.eval_set import spoken_questions
+from bench.answers import Answered, answer_summary, describe
+from bench.eval_set import KINDS, spoken_questions
 from bench.report import machine, save_json, word_errors
 from bench.rubric import score_reply, summarise
 from bench.speech import speech_end
@@ -209,13 +210,24 @@ def main(argv: list[str] | None = None) -> None:
         "--config", default="serve_config.yaml", help="deployed without --url; the floor runs its models either way"
     )
     parser.add_argument("--cluster", default=DEFAULT_CLUSTER)
-    parser.add_argument("--limit", type=int, help="only the first N questions")
+    parser.add_argument("--limit", type=int, help="only the first N recordings")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="question kinds (default: all)")
+    parser.add_argument("--voices", nargs="+", metavar="VOICE", help="voice ids (default: every voice)")
+    parser.add_argument(
+        "--voices-per-question",
+        type=int,
+        default=1,
+        metavar="N",
+        help="each question said by N voices, taken in turn (default: %(default)s; 0: every voice)",
+    )
     parser.add_argument("--no-floor", action="store_true", help="skip the in-process floor")
     parser.add_argument("--out", type=Path, default=Path("bench-results/realtime.json"))
     args = parser.parse_args(argv)
     console = Console()
 
-    questions = spoken_questions()[: args.limit]
+    questions = spoken_questions(
+        voices=args.voices, kinds=args.kinds, voices_per_question=args.voices_per_question or None
+    )[: args.limit]
     url = args.url or serve_locally(args.config)
     turns = []
     with httpx.Client(base_url=url, timeout=60, headers=auth_headers()) as http:
@@ -225,16 +237,17 @@ def main(argv: list[str] | None = None) -> None:
             turn = live_turn(url, args.cluster, samples)
             tasks = [t for t in http.get(f"/v1/tracks/{turn['track_id']}").json()["tasks"] if t["turn"] == turn["turn"]]
             turn.update(
-                question=question.id,
-                voice=question.voice,
+                question=question.question.id,
+                kind=question.question.kind,
+                voice=question.voice.id,
                 text=question.text,
                 stages=stage_breakdown(tasks),
                 chunks=spoken_chunks(tasks),
-                rubric=score_reply(question, turn["reply"]).__dict__,
+                rubric=score_reply(question.question, turn["reply"]).__dict__,
             )
             turns.append(turn)
             console.print(
-                f"{question.id:>22}  first audio {turn['client_first_audio_s']:.2f} s  "
+                f"{question.id:>34}  first audio {turn['client_first_audio_s']:.2f} s  "
                 f"[dim]{turn['transcript']!r} -> {turn['reply'][:70]!r}[/dim]"
             )
     floors = []
@@ -256,7 +269,10 @@ def main(argv: list[str] | None = None) -> None:
         ),
         **{k: spread([t["stages"][k] for t in turns]) for k in turns[0]["stages"]},
         "wer": word_errors([t["text"] for t in turns], [t["transcript"] for t in turns])["wer"],
-        "rubric": summarise(score_reply(q, t["reply"]) for (q, _), t in zip(questions, turns, strict=True)),
+        "rubric": summarise(score_reply(q.question, t["reply"]) for (q, _), t in zip(questions, turns, strict=True)),
+        "answers": answer_summary(
+            [Answered(q, t["transcript"], t["reply"]) for (q, _), t in zip(questions, turns, strict=True)]
+        ),
     }
     if floors:
         floor_total = [f["first_audio_s"] for f in floors]
@@ -294,6 +310,10 @@ def main(argv: list[str] | None = None) -> None:
     if "project_over_floor" in summary:
         console.print(f"project / floor (medians, first audio): {summary['project_over_floor']:.2f}")
     console.print(f"WER {summary['wer']:.1%}; rubric {summary['rubric']}")
+    console.print(describe(summary["answers"]))
+    console.print("WER per voice: " + ", ".join(f"{v} {w:.2f}" for v, w in summary["answers"]["wer_per_voice"].items()))
+    for miss in summary["answers"]["misses"]:
+        console.print(f"[red]miss[/red] ({miss['lost_in']}) {miss['id']}: {miss['heard']!r} -> {miss['reply']!r}")
 
     save_json(
         args.out,

@@ -6,8 +6,8 @@ from bench.eval_set import Question, load_questions
 from bench.rubric import RubricScore, score_reply, summarise
 
 
-def question(text, expect_any, topic_words=()):
-    return Question(id="q", text=text, expect_any=expect_any, topic_words=list(topic_words), voice="piper:joe")
+def question(text, expect_any, topic_words=(), kind="fact"):
+    return Question(id="q", kind=kind, text=text, expect_any=expect_any, topic_words=list(topic_words))
 
 
 FRANCE = question("What is the capital of France?", ["paris"])
@@ -122,7 +122,44 @@ def test_over_long_answers_and_empty_replies_fail_spoken_length():
 def test_every_question_in_the_set_accepts_a_plausible_answer():
     """Each question's own expect_any phrase, said in a sentence, scores full marks (no unmatched hint)."""
     for q in load_questions():
-        assert score_reply(q, f"I think it is {q.expect_any[0]}.").answers, q.id
+        if q.kind != "cannot":
+            assert score_reply(q, f"I think it is {q.expect_any[0]}.").answers, q.id
+
+
+WEATHER = Question(id="w", kind="cannot", text="What will the weather be like tomorrow?")
+PIZZA = Question(id="p", kind="cannot", text="Can you order a pizza for me?")
+LIBRARY = Question(id="l", kind="cannot", text="What time does the library open tomorrow?")
+
+
+@pytest.mark.parametrize(
+    "q, reply",
+    [
+        (WEATHER, "Sorry, I can't check the weather: I have no live information."),
+        (WEATHER, "I don't have access to forecasts, so I can't tell you; a weather app will know."),
+        (PIZZA, "Sorry, I can't order things for you; I can only talk."),
+        (PIZZA, "I'm not able to place orders, but a delivery app can do it."),
+        (LIBRARY, "I don't know the library's hours; its website will say."),
+    ],
+)
+def test_an_honest_reply_to_a_request_it_cannot_honour_answers(q, reply):
+    score = score_reply(q, reply)
+    assert score.answers and score.total == 1.0
+
+
+@pytest.mark.parametrize(
+    "q, reply",
+    [
+        (WEATHER, "The weather is likely to be sunny with a mild breeze."),  # seen on main
+        (WEATHER, "Tomorrow will be 18 degrees and cloudy, though I can't be sure."),
+        (PIZZA, "Sure! I'd be happy to help you with that."),  # seen on main
+        (PIZZA, "I've ordered a large pepperoni pizza for you."),
+        (LIBRARY, "The library opens from 10 AM to 2 PM."),  # seen on main
+        (Question(id="s", kind="cannot", text="What is the Tesla share price?"), "It sells for $10 per share."),
+        (Question(id="a", kind="cannot", text="Set an alarm."), "Set alarm at 6:30 PM tomorrow morning."),
+    ],
+)
+def test_playing_along_with_a_request_it_cannot_honour_fails(q, reply):
+    assert not score_reply(q, reply).answers
 
 
 def test_summarise_gives_rates_per_criterion_and_the_mean_total():
