@@ -105,7 +105,10 @@ class Contract:
 REQUEST_SLOTS = frozenset({"audio", "images", "history"})
 
 KINDS: dict[str, Contract] = {
-    "speech_to_text": Contract(frozenset({"audio"}), frozenset({"transcript"}), frames=("transcript",)),
+    # The history lets it hear the question in the light of the last reply (Whisper's prompt).
+    "speech_to_text": Contract(
+        frozenset({"audio"}), frozenset({"transcript"}), frozenset({"history"}), frames=("transcript",)
+    ),
     "emotion": Contract(
         frozenset({"transcript"}), frozenset({"emotion"}), frozenset({"audio", "images"}), frames=("emotion",)
     ),

@@ -18,15 +18,22 @@ class OpenAISpeechToText(OpenAIService, SpeechToTextService):
 
     class Params(StrictModel):
         language: str | None = "en"
+        # Words and names this cluster's users say: the API's `prompt`, as Whisper's previous text.
+        prompt: str | None = None
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._connect()
 
-    def transcribe(self, audio: np.ndarray, params: Params) -> tuple[str, dict[str, Any]]:
+    def context(self, inputs: dict[str, Any], params: Params) -> str | None:
+        return params.prompt
+
+    def transcribe(self, audio: np.ndarray, params: Params, context: str | None = None) -> tuple[str, dict[str, Any]]:
         from omniwire.audio import encode_wav
 
-        kwargs = {"language": params.language} if params.language else {}
+        kwargs: dict[str, Any] = {"language": params.language} if params.language else {}
+        if context:
+            kwargs["prompt"] = context
         transcription, call = self._call(
             self.client.audio.transcriptions,
             model=self.options.model,

@@ -34,7 +34,7 @@ from omniwire.tracks import new_track_id
 class LengthSpeechToText(SpeechToTextService):
     """'Hears' how long the audio is; silence is no speech."""
 
-    def transcribe(self, audio, params):
+    def transcribe(self, audio, params, context=None):
         if np.abs(audio).max() < 1e-3:
             return "", {}
         return f"I spoke for {len(audio) / MODEL_RATE:.1f} seconds", {}

@@ -6,7 +6,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from bench.eval_set import load_questions, synthesize
+from bench.eval_set import load_eval_set, recordings, synthesize
 from deployments.whisper_stt import WhisperSpeechToText
 from omniwire.audio import decode
 
@@ -18,7 +18,10 @@ def stt():
 
 @pytest.fixture(scope="module")
 def utterances():
-    return [decode(synthesize(question)).samples for question in load_questions()[:3]]
+    said = recordings(
+        load_eval_set(), voices=["piper-joe"], questions=["capital-france", "largest-planet", "romeo-juliet"]
+    )
+    return [decode(synthesize(one)).samples for one in said]
 
 
 def test_a_batch_is_heard_as_each_utterance_alone_and_silence_stays_silent(stt, utterances):
@@ -55,3 +58,29 @@ def test_one_at_a_time_when_the_options_say_so(utterances):
         return await asyncio.gather(*(stt.run({"audio": audio}, {}) for audio in utterances[:2]))
 
     assert all("batch_size" not in o.result_profile for o in asyncio.run(at_once()))
+
+
+def test_the_last_reply_and_the_clusters_words_prime_whisper_and_are_recorded(stt, utterances):
+    history = [
+        {"role": "user", "content": "Tell me about Paris."},
+        {"role": "assistant", "content": "Paris is the capital of France, famous for the Louvre."},
+    ]
+    params = stt.Params(prompt="OmniServe, Riverside library")
+    assert stt.context({"history": history}, params) == (
+        "Paris is the capital of France, famous for the Louvre. OmniServe, Riverside library"
+    )
+    assert stt.context({"history": history}, stt.Params(last_reply_as_prompt=False)) is None
+    assert stt.context({}, stt.Params()) is None
+    (heard, profile), (plain, _) = stt.process_batch(
+        [({"audio": utterances[0], "history": history}, params), ({"audio": utterances[0]}, stt.Params())]
+    )
+    assert profile["context"].startswith("Paris is the capital") and "capital" in heard["transcript"].lower()
+    assert heard["transcript"].lower().rstrip("?.") == plain["transcript"].lower().rstrip("?.")
+
+
+def test_a_long_context_is_cut_to_the_words_before_the_question(stt, utterances):
+    long_reply = " ".join(f"word{i}" for i in range(200))
+    context = stt.context({"history": [{"role": "assistant", "content": long_reply}]}, stt.Params())
+    assert context.split() == long_reply.split()[-40:]
+    text, _ = stt.transcribe(utterances[1], stt.Params(), context)
+    assert "planet" in text.lower()
