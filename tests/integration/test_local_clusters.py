@@ -24,7 +24,7 @@ def test_quantized_clusters(server, cluster, stages):
     assert (body["emotion"] is None) == ("emotion_detection" not in stages)
     assert "paris" in body["reply_text"].lower()
     llm = stages_of(server, body["track_id"])["quantization_llm"]
-    assert llm["result_profile"]["model"] == "qwen2.5-coder-0.5b-instruct" and llm["result_profile"]["tokens_per_s"] > 0
+    assert llm["result_profile"]["model"] == "qwen2.5-coder-1.5b-instruct" and llm["result_profile"]["tokens_per_s"] > 0
 
 
 def test_emotion_fuses_words_voice_and_face(server):

@@ -33,7 +33,7 @@ from tests.integration.conftest import API_KEY, AUTH
 from tests.ports import free_ports
 
 CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
-MODELS = {"whisper-tiny-en", "qwen2.5-coder-0.5b-int4", "piper-joe"}
+MODELS = {"whisper-tiny-en", "qwen2.5-coder-1.5b-int4", "piper-joe"}
 APP = "omniserve"
 
 

@@ -56,7 +56,7 @@ def test_default_config_declares_all_original_clusters():
     assert [config.stage_component(s) for s in hf.flat()] == [
         "whisper_stt",
         "multimodal_emotion",
-        "hf_llm",
+        "quantized_llm",  # transformers, int8 on the CPU and NF4 on CUDA
         "piper_tts",
     ]
     no_emotion = config.clusters["CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"]
@@ -66,7 +66,7 @@ def test_default_config_declares_all_original_clusters():
 def test_models_shared_between_clusters_are_listed_once():
     config = load_clusters()
     names = config.models_for(["CLUSTER_Q_ETE_CONVERSATION", "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"])
-    assert names == ["whisper-tiny-en", "multimodal-emotion", "qwen2.5-coder-0.5b-int4", "piper-joe"]
+    assert names == ["whisper-tiny-en", "multimodal-emotion", "qwen2.5-coder-1.5b-int4", "piper-joe"]
 
 
 def test_unknown_component_names_model_and_key(tmp_path):
@@ -247,7 +247,7 @@ def test_openai_clusters_wait_for_their_key(monkeypatch):
 
 def test_openai_api_names_real_models_of_the_right_kind():
     config = load_clusters()
-    good = OpenAIAPIArgs(aliases={"gpt-4o": "smollm2-135m"}, speech_to_text="whisper-tiny-en")
+    good = OpenAIAPIArgs(aliases={"gpt-4o": "qwen2.5-coder-1.5b-int8"}, speech_to_text="whisper-tiny-en")
     check_enabled(config, [], good)
     bad = OpenAIAPIArgs(aliases={"gpt-4o": "no-such-model"}, speech_to_text="piper-joe")
     with pytest.raises(ConfigError) as info:
@@ -327,7 +327,7 @@ def test_scaling_settings_are_checked_and_become_serve_deployment_options(tmp_pa
     autoscaling = AutoscalingConfig(**whisper["autoscaling_config"])
     assert autoscaling.upscale_delay_s <= 5 and autoscaling.max_replicas >= 2 and "num_replicas" not in whisper
     assert whisper["max_queued_requests"] > 0, "queues in front of a model are bounded"
-    fixed = config.models["smollm2-135m"].deployment_options()
+    fixed = config.models["qwen2.5-coder-1.5b-int8"].deployment_options()
     assert fixed["num_replicas"] == 1 and "user_config" not in fixed
     write(
         tmp_path,

@@ -16,7 +16,7 @@ def test_default_config_is_cpu_only_and_fits_two_cores():
     for override in app["deployments"]:
         assert set(override) == {"name", "autoscaling_config"}, "the default config keeps each model's CPU settings"
         assert override["name"] in models
-    llm = next(d for d in app["deployments"] if d["name"] == "qwen2.5-coder-0.5b-int4")
+    llm = next(d for d in app["deployments"] if d["name"] == "qwen2.5-coder-1.5b-int4")
     assert llm["autoscaling_config"]["max_replicas"] == 1, "a second LLM would only share the two cores"
     assert all(config.models[m].ray_actor_options.num_gpus == 0 for m in models)
     graphs_and_ingress = (
@@ -35,7 +35,7 @@ def test_gpu_config_gives_every_neural_model_a_fractional_gpu():
     assert app["import_path"] == default["import_path"]
     args = parse_args(app["args"])
     config = args.clusters()
-    assert config.models["qwen2.5-coder-0.5b-int4"].options["model"] == "qwen2.5-coder-1.5b-instruct"
+    assert config.models["qwen2.5-coder-1.5b-int4"].options["provider"] == "cuda"
     overrides = {d["name"]: d["ray_actor_options"] for d in app["deployments"]}
     models = set(config.models_for(parse_args(app["args"]).enabled_clusters))
     assert set(overrides) <= models, "overrides name deployments the app really starts"
@@ -55,7 +55,7 @@ def test_both_serve_configs_scale_every_speech_and_llm_model_with_serves_own_sch
         ServeDeploySchema.model_validate(config)
         (app,) = config["applications"]
         scaled = {d["name"]: d["autoscaling_config"] for d in app["deployments"] if "autoscaling_config" in d}
-        assert {"whisper-tiny-en", "qwen2.5-coder-0.5b-int4", "piper-joe"} <= set(scaled), path
+        assert {"whisper-tiny-en", "qwen2.5-coder-1.5b-int4", "piper-joe"} <= set(scaled), path
         for name, autoscaling in scaled.items():
             assert 1 <= autoscaling["min_replicas"] <= autoscaling["max_replicas"], (path, name)
             assert autoscaling.get("upscale_delay_s", 3) <= 5, "a burst of voices cannot wait Serve's 30 s"
