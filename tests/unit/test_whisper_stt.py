@@ -65,12 +65,12 @@ def test_the_last_reply_and_the_clusters_words_prime_whisper_and_are_recorded(st
         {"role": "user", "content": "Tell me about Paris."},
         {"role": "assistant", "content": "Paris is the capital of France, famous for the Louvre."},
     ]
-    params = stt.Params(prompt="OmniServe, Riverside library")
+    params = stt.Params(prompt="OmniServe, Riverside library", last_reply_as_prompt=True)
     assert stt.context({"history": history}, params) == (
         "Paris is the capital of France, famous for the Louvre. OmniServe, Riverside library"
     )
-    assert stt.context({"history": history}, stt.Params(last_reply_as_prompt=False)) is None
-    assert stt.context({}, stt.Params()) is None
+    assert stt.context({"history": history}, stt.Params()) is None, "the last reply is off by default"
+    assert stt.context({}, stt.Params(last_reply_as_prompt=True)) is None
     (heard, profile), (plain, _) = stt.process_batch(
         [({"audio": utterances[0], "history": history}, params), ({"audio": utterances[0]}, stt.Params())]
     )
@@ -80,7 +80,9 @@ def test_the_last_reply_and_the_clusters_words_prime_whisper_and_are_recorded(st
 
 def test_a_long_context_is_cut_to_the_words_before_the_question(stt, utterances):
     long_reply = " ".join(f"word{i}" for i in range(200))
-    context = stt.context({"history": [{"role": "assistant", "content": long_reply}]}, stt.Params())
+    context = stt.context(
+        {"history": [{"role": "assistant", "content": long_reply}]}, stt.Params(last_reply_as_prompt=True)
+    )
     assert context.split() == long_reply.split()[-40:]
     text, _ = stt.transcribe(utterances[1], stt.Params(), context)
     assert "planet" in text.lower()
