@@ -248,10 +248,6 @@ def auto_device(cuda_available: bool) -> str:
 
 _COMPONENTS: dict[str, type[Component]] = {}
 
-# Components that clusters may name but that this build does not ship: their clusters load,
-# are listed, and refuse to be enabled with this reason. Empty while every named one ships.
-PLANNED: dict[str, tuple[str, str]] = {}
-
 
 def register(name: str):
     """Class decorator: make a component available to cluster configs under `name`."""
@@ -286,11 +282,3 @@ def components() -> dict[str, type[Component]]:
             importlib.import_module(f"deployments.{module.name}")
         _discovered = True
     return _COMPONENTS
-
-
-def component_kind(name: str) -> str | None:
-    if name in components():
-        return _COMPONENTS[name].kind
-    if name in PLANNED:
-        return PLANNED[name][0]
-    return None

@@ -74,8 +74,6 @@ def check_enabled(config: ClustersConfig, enabled: list[str], openai_api: OpenAI
     for name in enabled:
         if name not in config.clusters:
             errors.append(f"args.enabled_clusters: unknown cluster {name!r}; defined: {sorted(config.clusters)}")
-        elif reason := config.unavailable_reason(name):
-            errors.append(f"args.enabled_clusters: {name} cannot be enabled: {reason}")
     if len(set(enabled)) != len(enabled):
         errors.append("args.enabled_clusters: a cluster is listed twice")
     openai_api = openai_api or OpenAIAPIArgs()
@@ -110,9 +108,7 @@ def catalog(config: ClustersConfig, enabled: list[str], reasons: dict[str, str] 
     reasons = reasons or {}
     out = []
     for name, spec in config.clusters.items():
-        reason = (
-            reasons.get(name) or config.unavailable_reason(name) or "not listed in enabled_clusters in the serve config"
-        )
+        reason = reasons.get(name) or "not listed in enabled_clusters in the serve config"
         out.append(
             {
                 "name": name,

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from deployments.base import KINDS, PLANNED, REQUEST_SLOTS, components
+from deployments.base import KINDS, REQUEST_SLOTS, components
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CLUSTERS_FILE = ROOT / "configs" / "clusters.yaml"
@@ -148,14 +148,6 @@ class ClustersConfig(_Strict):
     models: dict[str, ModelSpec]
     clusters: dict[str, ClusterSpec]
 
-    def unavailable_reason(self, cluster: str) -> str | None:
-        """Why this build cannot run `cluster`, or None when it can."""
-        for stage in self.clusters[cluster].flat():
-            component = self.models[stage.model].component
-            if component in PLANNED:
-                return f"stage {stage.name!r} needs component {component!r}: {PLANNED[component][1]}"
-        return None
-
     def models_for(self, clusters: list[str]) -> list[str]:
         """Model names the given clusters use, each once, in first-use order."""
         names: dict[str, None] = {}
@@ -222,9 +214,8 @@ def _check(config: ClustersConfig) -> list[str]:
                 registry[model.component].Options.model_validate(model.options)
             except ValidationError as exc:
                 errors.extend(_pydantic_errors(f"{where}.options", exc))
-        elif model.component not in PLANNED:
-            known = sorted(set(registry) | set(PLANNED))
-            errors.append(f"{where}.component: unknown component {model.component!r}; known: {known}")
+        else:
+            errors.append(f"{where}.component: unknown component {model.component!r}; known: {sorted(registry)}")
 
     for cluster, spec in config.clusters.items():
         where = f"clusters.{cluster}"
@@ -256,7 +247,7 @@ def _stage_kind(config: ClustersConfig, registry, stage: StageSpec) -> str | Non
     if model is None:
         return None
     component = registry.get(model.component)
-    return component.kind if component else PLANNED.get(model.component, (None,))[0]
+    return component.kind if component else None
 
 
 def _check_stage(

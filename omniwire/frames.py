@@ -54,11 +54,6 @@ class DataFrame(Frame):
 
 
 @dataclass
-class CancelFrame(SystemFrame):
-    reason: str = ""
-
-
-@dataclass
 class ErrorFrame(SystemFrame):
     error: str
     stage: str | None = None
@@ -166,7 +161,6 @@ class EmotionFrame(DataFrame):
 FRAME_TYPES: dict[str, type[Frame]] = {
     cls.__name__: cls
     for cls in (
-        CancelFrame,
         ErrorFrame,
         StartInterruptionFrame,
         StopInterruptionFrame,

@@ -5,8 +5,8 @@ import pytest
 
 from omniwire.frames import (
     FRAME_TYPES,
-    CancelFrame,
     EndFrame,
+    ErrorFrame,
     Frame,
     FrameQueue,
     LLMTextFrame,
@@ -21,7 +21,7 @@ from omniwire.frames import (
 
 def test_every_frame_belongs_to_one_family():
     assert {cls.family for cls in FRAME_TYPES.values()} == {"system", "control", "data"}
-    assert CancelFrame.family == "system" and StartFrame.family == "control" and LLMTextFrame.family == "data"
+    assert ErrorFrame.family == "system" and StartFrame.family == "control" and LLMTextFrame.family == "data"
 
 
 @pytest.mark.parametrize(
