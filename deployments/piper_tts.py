@@ -48,12 +48,14 @@ class PiperTextToSpeech(TextToSpeechService):
         self.synthesize("Hello.")  # the first call is slow: pay for it at start, not on the first reply
 
     def synthesize(self, text: str, params: Params | None = None) -> tuple[np.ndarray, int]:
+        return self.speak(text, params or self.Params())[:2]
+
+    def speak(self, text: str, params: Params) -> tuple[np.ndarray, int, dict[str, Any]]:
         from piper import SynthesisConfig
 
-        params = params or self.Params()
         config = SynthesisConfig(length_scale=params.length_scale, speaker_id=params.speaker_id)
         chunks = list(self.voice.synthesize(text, syn_config=config))
         rate = self.voice.config.sample_rate
         if not chunks:
-            return np.zeros(0, dtype=np.float32), rate
-        return np.concatenate([c.audio_float_array for c in chunks]), rate
+            return np.zeros(0, dtype=np.float32), rate, {}
+        return np.concatenate([c.audio_float_array for c in chunks]), rate, {}

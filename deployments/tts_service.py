@@ -20,13 +20,13 @@ QUIET = 0.01  # peak amplitude under which a sample counts as silence
 class TextToSpeechService(Component):
     kind = "text_to_speech"
 
-    def synthesize(self, text: str, params: Any) -> tuple[np.ndarray, int]:
-        return self.speak(text, params)[:2]
-
     def speak(self, text: str, params: Any) -> tuple[np.ndarray, int, dict[str, Any]]:
-        """Backends implement this or `synthesize`; this one also says what the call was like."""
-        audio, rate = self.synthesize(text, params)
-        return audio, rate, {}
+        """The one method a backend implements: the audio, its rate, and what the call was like."""
+        raise NotImplementedError(f"{type(self).__name__} must implement speak")
+
+    def synthesize(self, text: str, params: Any) -> tuple[np.ndarray, int]:
+        """The audio and its rate alone, for callers that need no profile."""
+        return self.speak(text, params)[:2]
 
     def process(self, inputs: dict[str, Any], params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         text = clean_for_speech(inputs["reply_text"])

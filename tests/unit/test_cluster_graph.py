@@ -85,9 +85,9 @@ class ClosedMidTokenLLM(LLMService):
 
 @register("test_beep_tts")
 class BeepTextToSpeech(TextToSpeechService):
-    def synthesize(self, text, params):
+    def speak(self, text, params):
         t = np.arange(int(0.01 * len(text) * 8000)) / 8000
-        return np.sin(2 * np.pi * 440 * t), 8000
+        return np.sin(2 * np.pi * 440 * t), 8000, {}
 
 
 CONFIG = {
@@ -351,3 +351,11 @@ def test_a_prompt_is_read_ahead_only_where_the_turn_will_begin_it_the_same_way(t
     # The emotion or the notes go into these system prompts, and are not known before the turn.
     assert read_ahead("CLUSTER_HF_ETE_CONVERSATION") == []
     assert read_ahead("CLUSTER_HF_RAG_ETE_CONVERSATION") == []
+
+
+def test_a_speech_backend_that_implements_nothing_says_so_instead_of_recursing():
+    class Mute(TextToSpeechService):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Mute must implement speak"):
+        Mute().process({"reply_text": "Hello there."}, None)
