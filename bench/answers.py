@@ -34,14 +34,6 @@ def answer_summary(turns: list[Answered]) -> dict[str, Any]:
         by_kind[kind] = {label: sum(picked), "of": len(picked), "share": sum(picked) / len(picked) if picked else None}
     everyday = [s for t, s in zip(turns, scores, strict=True) if t.said.question.kind == "everyday"]
     by_kind["everyday"] = summarise(everyday)
-    voices = list(dict.fromkeys(t.said.voice.id for t in turns))
-    wer_per_voice = {
-        voice: word_errors(
-            [t.said.text for t in turns if t.said.voice.id == voice],
-            [t.transcript for t in turns if t.said.voice.id == voice],
-        )["wer"]
-        for voice in voices
-    }
     misses = [
         {
             "id": t.said.id,
@@ -57,10 +49,21 @@ def answer_summary(turns: list[Answered]) -> dict[str, Any]:
     return {
         **by_kind,
         "wer": word_errors([t.said.text for t in turns], [t.transcript for t in turns])["wer"] if turns else None,
-        "wer_per_voice": wer_per_voice,
+        "wer_per_voice": wer_per_voice([t.said for t in turns], [t.transcript for t in turns]),
         "misses": misses,
         "lost_in_hearing": sum(m["lost_in"] == "hearing" for m in misses),
         "lost_in_knowing": sum(m["lost_in"] == "knowing" for m in misses),
+    }
+
+
+def wer_per_voice(said: list[Spoken], heard: list[str]) -> dict[str, float]:
+    """The word error rate of each voice's recordings, voices in the order they first come."""
+    return {
+        voice: word_errors(
+            [s.text for s in said if s.voice.id == voice],
+            [h for s, h in zip(said, heard, strict=True) if s.voice.id == voice],
+        )["wer"]
+        for voice in dict.fromkeys(s.voice.id for s in said)
     }
 
 

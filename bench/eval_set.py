@@ -210,11 +210,11 @@ def recordings(
     chosen = [q for q in eval_set.questions if (not kinds or q.kind in kinds) and (not questions or q.id in questions)]
     if not voices_per_question:
         return [Spoken(question, voice) for question in chosen for voice in chosen_voices]
-    turn = iter(range(len(chosen) * voices_per_question))
+    each = min(voices_per_question, len(chosen_voices))
     return [
-        Spoken(question, chosen_voices[next(turn) % len(chosen_voices)])
-        for question in chosen
-        for _ in range(min(voices_per_question, len(chosen_voices)))
+        Spoken(question, chosen_voices[(i * each + j) % len(chosen_voices)])
+        for i, question in enumerate(chosen)
+        for j in range(each)
     ]
 
 

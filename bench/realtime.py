@@ -80,7 +80,7 @@ def live_turn(url: str, cluster: str, samples: np.ndarray, silence_s: float = 2.
     if first_audio is None or end is None:  # nothing heard, or the turn failed: a miss, with what was said
         error = next((f for _, f in frames if f["type"] == "ErrorFrame"), end or {})
         return {
-            "status": error.get("status") or error.get("code") or "no reply",
+            "status": error.get("status") or "no reply",
             "error": error.get("error"),
             "client_first_audio_s": None,
             "server": None,

@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.answers import wer_per_voice
 from bench.eval_set import KINDS, load_eval_set, recordings, synthesize
 from bench.report import machine, save_json, word_errors
 from omniwire.audio import decode
@@ -71,10 +72,6 @@ CANDIDATES = [
 ]
 
 
-def accented(voice_id: str, piper_ids: set[str]) -> bool:
-    return voice_id not in piper_ids
-
-
 def measure(candidate: Candidate, said: list[Any], audios: list[Any]) -> dict[str, Any]:
     from deployments.base import components
 
@@ -89,17 +86,13 @@ def measure(candidate: Candidate, said: list[Any], audios: list[Any]) -> dict[st
         seconds.append(time.perf_counter() - t0)
         heard.append(text)
     del component
-    piper = {s.voice.id for s in said if s.voice.engine == "piper" and s.voice.channel == "clean"}
-    per_voice: dict[str, dict[str, Any]] = {}
-    for voice in dict.fromkeys(s.voice.id for s in said):
-        picked = [i for i, s in enumerate(said) if s.voice.id == voice]
-        per_voice[voice] = word_errors([said[i].text for i in picked], [heard[i] for i in picked])["wer"]
-    hard = [i for i, s in enumerate(said) if accented(s.voice.id, piper)]
+    # Accented: every voice but the clean Piper one the assistant itself speaks with.
+    hard = [i for i, s in enumerate(said) if not (s.voice.engine == "piper" and s.voice.channel == "clean")]
     return {
         "candidate": candidate.__dict__,
         "wer_accented": word_errors([said[i].text for i in hard], [heard[i] for i in hard])["wer"] if hard else None,
         "wer_all": word_errors([s.text for s in said], heard)["wer"],
-        "wer_per_voice": per_voice,
+        "wer_per_voice": wer_per_voice(said, heard),
         "seconds": {"median": statistics.median(seconds), "p95": sorted(seconds)[int(0.95 * (len(seconds) - 1))]},
         "heard": [{"id": s.id, "reference": s.text, "heard": h} for s, h in zip(said, heard, strict=True)],
     }
@@ -116,8 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     console = Console()
     said = recordings(load_eval_set(), args.voices, args.kinds)
-    keep = {q for q in dict.fromkeys(s.question.id for s in said)}
-    keep = set(list(dict.fromkeys(s.question.id for s in said))[:: args.every]) & keep
+    keep = set(list(dict.fromkeys(s.question.id for s in said))[:: args.every])
     said = [s for s in said if s.question.id in keep]
     with console.status(f"speaking {len(said)} recordings"):
         audios = [decode(synthesize(s)).samples for s in said]

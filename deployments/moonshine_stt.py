@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from deployments.base import StrictModel, register
-from deployments.silero_vad import RATE, voiced_span
+from deployments.silero_vad import RATE, voiced_part
 from deployments.stt_service import SpeechToTextService
 
 
@@ -38,10 +38,9 @@ class MoonshineSpeechToText(SpeechToTextService):
         """Moonshine takes no prompt: `context` is unused."""
         profile: dict[str, Any] = {"model": f"moonshine-{self.options.model}", "device": "cpu"}
         if params.vad_filter:
-            span = voiced_span(audio)
-            if span is None:
+            audio = voiced_part(audio)
+            if audio is None:
                 return "", {**profile, "segments": 0, "no_speech_prob": 1.0}
-            audio = audio[span[0] : span[1]]
         transcript = self.model.transcribe_without_streaming(audio.astype(np.float32).tolist(), RATE)
         text = " ".join(line.text.strip() for line in transcript.lines if line.text.strip())
         return text, {**profile, "segments": len(transcript.lines)}

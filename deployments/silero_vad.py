@@ -51,3 +51,9 @@ def voiced_span(audio: np.ndarray, threshold: float = 0.5, pad_s: float = 0.2) -
         return None
     pad = int(pad_s * RATE)
     return max(voiced[0] - pad, 0), min(voiced[-1] + WINDOW + pad, len(audio))
+
+
+def voiced_part(audio: np.ndarray) -> np.ndarray | None:
+    """The audio trimmed to its speech (voiced_span), None when none of it is speech."""
+    span = voiced_span(audio)
+    return None if span is None else audio[span[0] : span[1]]

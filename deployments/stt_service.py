@@ -41,17 +41,17 @@ class SpeechToTextService(Component):
                 groups.append((params, [i]))
             else:
                 group.append(i)
+        contexts = [self.context(inputs, params) for inputs, params in calls]
         heard: list[tuple[str, dict[str, Any]] | None] = [None] * len(calls)
         for params, indexes in groups:
             done = self.transcribe_batch(
-                [calls[i][0]["audio"] for i in indexes], params, [self.context(calls[i][0], params) for i in indexes]
+                [calls[i][0]["audio"] for i in indexes], params, [contexts[i] for i in indexes]
             )
             for i, result in zip(indexes, done, strict=True):
                 heard[i] = result
         results = []
-        for (inputs, params), (text, profile) in zip(calls, heard, strict=True):
+        for (inputs, _), context, (text, profile) in zip(calls, contexts, heard, strict=True):
             profile = {"audio_seconds": round(len(inputs["audio"]) / SAMPLE_RATE, 3), **profile}
-            context = self.context(inputs, params)
             if context:
                 profile["context"] = context
             results.append(({"transcript": text}, {"transcript": text, **profile}))

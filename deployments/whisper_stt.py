@@ -10,7 +10,7 @@ from pydantic import Field
 
 from deployments.base import StrictModel, auto_device, register
 from deployments.bundled import WHISPER_TINY_EN, whisper_model_dir
-from deployments.silero_vad import RATE, voiced_span
+from deployments.silero_vad import RATE, voiced_part
 from deployments.stt_service import SpeechToTextService
 
 SHORT_CONTEXT_MAX_S = 28  # the short path covers what fits in one Whisper window
@@ -100,12 +100,11 @@ class WhisperSpeechToText(SpeechToTextService):
         short: dict[int, np.ndarray] = {}
         for i, audio in enumerate(audios):
             if params.vad_filter:
-                span = voiced_span(audio)
-                if span is None:
+                audio = voiced_part(audio)
+                if audio is None:
                     silent = {"language": params.language, "segments": 0, "no_speech_prob": 1.0}
                     results[i] = "", {"model": self.options.model, "device": self.device, **silent}
                     continue
-                audio = audio[span[0] : span[1]]
             if self.options.short_context and len(audio) < SHORT_CONTEXT_MAX_S * RATE:
                 short[i] = audio
             else:
