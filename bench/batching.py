@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.report import machine, save_json
-from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings
+from deployments.llm.service import DEFAULT_SYSTEM_PROMPT, GenerationSettings
 
 QUESTIONS = [
     "What is the capital city of France?",
@@ -85,7 +85,7 @@ def stt_round(stt, utterances: list) -> dict[str, float]:
 
 def bench_stt(turns_list: list[int], rounds: int, console: Console) -> list[dict]:
     from bench.eval_set import spoken_questions
-    from deployments.whisper_stt import WhisperSpeechToText
+    from deployments.stt.whisper import WhisperSpeechToText
     from omniwire.audio import decode
 
     spoken = [decode(wav).samples for _, wav in spoken_questions()]
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def bench_llm(turns_list: list[int], rounds: int, tokens: int, console: Console) -> list[dict]:
-    from deployments.onnx_llm import OnnxGenAILLM
+    from deployments.llm.onnx_genai import OnnxGenAILLM
 
     one_at_a_time = OnnxGenAILLM()
     results = []

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.eval_set import Spoken, load_eval_set, recordings, synthesize
-from graphs.api.end_of_turn import EndOfTurnModel
-from graphs.api.vad import RATE, SpeechSegmenter, Utterance, VADSettings
+from graphs.live.end_of_turn import EndOfTurnModel
+from graphs.live.vad import RATE, SpeechSegmenter, Utterance, VADSettings
 from omniwire.audio import decode
 
 # (short stop ms, threshold, long stop ms); a threshold of None is a fixed stop time. The first

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from bench.report import machine, save_json
 from deployments.bundled import SMOLLM2, llm_model_dir
-from deployments.llm_service import DEFAULT_SYSTEM_PROMPT
+from deployments.llm.service import DEFAULT_SYSTEM_PROMPT
 
 VARIANTS = ("fp32", "int8_dynamic", "bnb_8bit", "bnb_4bit")
 PROMPT = "Tell me something interesting about the ocean."
@@ -30,7 +30,7 @@ def load(variant: str, path: Path, device: str):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from deployments.quantized_llm import quantized_model
+    from deployments.llm.quantized import quantized_model
 
     dtype = torch.float16 if device == "cuda" else torch.float32
     if variant == "fp32":

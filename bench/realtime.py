@@ -39,9 +39,9 @@ from bench.report import machine, save_json, word_errors
 from bench.rubric import score_reply, summarise
 from bench.speech import speech_end
 from client.api import auth_headers
-from graphs.api.vad import Pause, SpeechSegmenter, VADSettings
 from graphs.app import parse_args
 from graphs.launch import read_config, serve_locally
+from graphs.live.vad import Pause, SpeechSegmenter, VADSettings
 from graphs.observability.latency import spread
 from omniwire.audio import decode, to_pcm16
 
@@ -155,7 +155,8 @@ class Floor:
     """The cluster's models in this process, called one after another: what the hardware allows."""
 
     def __init__(self, cluster: str, serve_config: str | Path = "serve_config.yaml") -> None:
-        from deployments.base import KINDS, components
+        from deployments.component import components
+        from deployments.kinds import KINDS
 
         config = parse_args(read_config(serve_config)["applications"][0]["args"]).clusters()
         registry = components()

@@ -23,7 +23,7 @@ from rich.table import Table
 from bench.answers import Answered, answer_summary, describe
 from bench.eval_set import KINDS, load_eval_set, recordings
 from deployments.bundled import QWEN_05B, QWEN_15B, SMOLLM2
-from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings
+from deployments.llm.service import DEFAULT_SYSTEM_PROMPT, GenerationSettings
 from deployments.sentences import trim_to_sentence
 
 # Last round's voice prompt: short replies, nothing on what the assistant cannot know or do.
@@ -35,7 +35,7 @@ LAST_ROUND_PROMPT = (
 
 def _onnx(model: str) -> Callable[[], Any]:
     def build():
-        from deployments.onnx_llm import OnnxGenAILLM
+        from deployments.llm.onnx_genai import OnnxGenAILLM
 
         return OnnxGenAILLM(model=model)
 
@@ -44,7 +44,7 @@ def _onnx(model: str) -> Callable[[], Any]:
 
 def _quantized(model: str) -> Callable[[], Any]:
     def build():
-        from deployments.quantized_llm import QuantizedLLM
+        from deployments.llm.quantized import QuantizedLLM
 
         return QuantizedLLM(model=model, repetition_penalty=1.0)
 
@@ -53,7 +53,7 @@ def _quantized(model: str) -> Callable[[], Any]:
 
 def _hf(model: str) -> Callable[[], Any]:
     def build():
-        from deployments.hf_llm import HuggingFaceLLM
+        from deployments.llm.transformers_llm import HuggingFaceLLM
 
         return HuggingFaceLLM(model=model)
 

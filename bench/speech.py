@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from deployments.piper_tts import PiperTextToSpeech
+from deployments.tts.piper import PiperTextToSpeech
 
 
 @functools.cache

@@ -73,7 +73,7 @@ CANDIDATES = [
 
 
 def measure(candidate: Candidate, said: list[Any], audios: list[Any]) -> dict[str, Any]:
-    from deployments.base import components
+    from deployments.component import components
 
     component = components()[candidate.component](**candidate.options)
     params = component.Params.model_validate(candidate.params)

@@ -180,7 +180,7 @@ class OmniServeClient:
 
 
 class LiveConnection:
-    """A live conversation's WebSocket: PCM16 audio out, frames in (see graphs/api/live.py for the protocol).
+    """A live conversation's WebSocket: PCM16 audio out, frames in (see graphs/live/session.py for the protocol).
 
     Sending (from one thread) and receiving (from another) may happen at the same time.
     """

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from deployments.base import StrictModel
+from deployments.component import StrictModel
 
 KEY_ENV = "OPENAI_API_KEY"
 

@@ -13,13 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.serve import Application
 
-from deployments.base import components
-from graphs.api.admission import AdmissionSettings
+from deployments.component import components
+from deployments.kinds import KINDS
 from graphs.api.auth import ExposureError, check_exposure
 from graphs.api.ingress import OmniServeIngress
-from graphs.api.limits import Limits
 from graphs.api.openai_routes import OpenAIAPIArgs
 from graphs.config import DEFAULT_CLUSTERS_FILE, ClustersConfig, ConfigError, load_clusters, with_model_options
+from graphs.limits.admission import AdmissionSettings
+from graphs.limits.requests import Limits
 from graphs.pipeline.cluster_graph import ClusterGraph
 
 logger = logging.getLogger("ray.serve")
@@ -39,9 +40,9 @@ class AppArgs(BaseModel):
     max_audio_seconds: float = 120.0
     # Days the user's and reply recordings are kept; older ones are removed (their records stay). None: forever.
     audio_retention_days: float | None = Field(None, gt=0)
-    # What one request or live session may ask (graphs/api/limits.py); each refusal names its key.
+    # What one request or live session may ask (graphs/limits/requests.py); each refusal names its key.
     limits: Limits = Limits()
-    # When to refuse a turn at once instead of queueing it (graphs/api/admission.py).
+    # When to refuse a turn at once instead of queueing it (graphs/limits/admission.py).
     admission: AdmissionSettings = AdmissionSettings()
     openai_api: OpenAIAPIArgs = OpenAIAPIArgs()
     # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); each track becomes a trace.
@@ -165,14 +166,26 @@ def build_graphs(
 
 
 def graph_steps(config: ClustersConfig, cluster: str, registry: dict[str, Any]) -> list[list[dict[str, Any]]]:
-    """A cluster's steps as its ClusterGraph takes them: each stage with its model's kind."""
-    return [
-        [
-            {"name": s.name, "model": s.model, "kind": registry[config.stage_component(s)].kind, "params": s.params}
-            for s in step
-        ]
-        for step in config.clusters[cluster].steps()
-    ]
+    """A cluster's steps as its ClusterGraph takes them: each stage with its model's kind, and whether
+    its model can read the next turn's prompt ahead (what the stages before it produce decides)."""
+    steps, earlier = [], frozenset()
+    for step in config.clusters[cluster].steps():
+        stages = []
+        for s in step:
+            component = registry[config.stage_component(s)]
+            reads_ahead = "history" in KINDS[component.kind].accepts and component.reads_ahead(s.params, earlier)
+            stages.append(
+                {
+                    "name": s.name,
+                    "model": s.model,
+                    "kind": component.kind,
+                    "params": s.params,
+                    "reads_ahead": reads_ahead,
+                }
+            )
+        earlier |= {slot for s in stages for slot in KINDS[s["kind"]].produces}
+        steps.append(stages)
+    return steps
 
 
 def serve_host() -> str | None:

@@ -14,7 +14,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from deployments.base import KINDS, REQUEST_SLOTS, components
+from deployments.component import components
+from deployments.kinds import KINDS, REQUEST_SLOTS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CLUSTERS_FILE = ROOT / "configs" / "clusters.yaml"

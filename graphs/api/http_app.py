@@ -4,9 +4,9 @@ from fastapi import FastAPI
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graphs.api.admission import RefuseWhenBusy
 from graphs.api.auth import RequireAPIKey
-from graphs.api.limits import LimitBody
+from graphs.limits.admission import RefuseWhenBusy
+from graphs.limits.requests import LimitBody
 
 api = FastAPI(
     title="OmniServe",

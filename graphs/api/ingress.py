@@ -7,7 +7,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -19,21 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from starlette.background import BackgroundTask
 
-from deployments.silero_vad import SileroStream
-from graphs.api.admission import Admission, AdmissionSettings, Overloaded, RefuseWhenBusy
+from deployments.stt.silero_vad import SileroStream
 from graphs.api.auth import websocket_subprotocol
-from graphs.api.end_of_turn import EndOfTurnModel
 from graphs.api.errors import errors
 from graphs.api.http_app import api
-from graphs.api.limits import LimitBody, Limits, image_problem
-from graphs.api.live import LiveConversation, end_session
 from graphs.api.openai_routes import OpenAIAPIArgs, OpenAIEndpoints
 from graphs.api.pages import TracePages
-from graphs.api.vad import VADSettings
+from graphs.limits.admission import Admission, AdmissionSettings, Overloaded, RefuseWhenBusy
+from graphs.limits.requests import LimitBody, Limits, image_problem
+from graphs.live.end_of_turn import EndOfTurnModel
+from graphs.live.session import LiveConversation, LiveSettings, SessionServices, end_session
 from graphs.observability.latency import overhead_s
 from graphs.observability.loop_lag import WINDOW_S, LoopLagProbe
 from graphs.observability.metrics import AdmissionMetrics
-from graphs.pipeline.turn import TurnOutcome, TurnRequest
+from graphs.pipeline.turn import TurnFactory, TurnOutcome, TurnRequest
 from graphs.store.trace_store import AnnotationError, TraceStore, TrackBusy, summarise_turns
 from omniwire import audio
 from omniwire.frames import ErrorFrame, StartFrame
@@ -86,19 +84,6 @@ class Rating(BaseModel):
     note: str | None = Field(None, max_length=2000)
 
 
-class LiveSettings(BaseModel):
-    """What a WebSocket client's opening StartFrame may set."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cluster: str | None = None
-    track_id: str | None = None
-    allow_interruptions: bool = True
-    enable_metrics: bool = True
-    sample_rate: int = Field(16_000, ge=8_000, le=48_000)
-    vad: VADSettings = VADSettings()
-
-
 @serve.deployment(name="OmniServeIngress", max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(api)
 class OmniServeIngress(OpenAIEndpoints, TracePages):
@@ -125,7 +110,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
         self.openai_models = openai_models
         self.openai_args = OpenAIAPIArgs.model_validate(openai_args)
         # Loaded once per replica and shared by every live session, before the first one comes.
-        self.end_of_turn = EndOfTurnModel()
+        self.live = SessionServices(EndOfTurnModel(), self.store, self.limits, self.admission)
         SileroStream()
         self.loop_lag = LoopLagProbe()
         threading.Thread(
@@ -303,7 +288,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
 
     @api.websocket("/v1/conversations/ws")
     async def converse_live(self, ws: WebSocket) -> None:
-        """A live conversation: see graphs/api/live.py for the protocol."""
+        """A live conversation: see graphs/live/session.py for the protocol."""
         self.loop_lag.ensure_running()
         # A browser that sent its key as a subprotocol only opens the socket if that one is selected.
         await ws.accept(subprotocol=websocket_subprotocol(ws.scope.get("subprotocols", [])))
@@ -325,37 +310,15 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             await end_session(ws, ErrorFrame(error=detail, status=status, fatal=True), 4000 + status)
             return
 
-        def new_request(samples, images, ended_at) -> TurnRequest:
-            task_ids = [uuid.uuid4().hex for _ in self.catalog[cluster]["stages"]]
-            return TurnRequest(
-                track_id,
-                task_ids,
-                samples,
-                audio.encode_wav(samples, audio.MODEL_RATE),
-                "audio/wav",
-                images,
-                speech_ended_at=ended_at,
-            )
-
         start = StartFrame(
             track_id=track_id,
             cluster=cluster,
             allow_interruptions=settings.allow_interruptions,
             enable_metrics=settings.enable_metrics,
         )
+        turns = TurnFactory(track_id, len(self.catalog[cluster]["stages"]))
         live = LiveConversation(
-            ws,
-            start,
-            self.graphs[cluster],
-            new_request,
-            settings.vad,
-            settings.sample_rate,
-            self.catalog[cluster]["allow_interruptions"],
-            end_of_turn=self.end_of_turn,
-            discard=self.store.discard_turn,
-            mark_heard=self.store.mark_heard,
-            limits=self.limits,
-            admission=self.admission,
+            ws, start, self.graphs[cluster], turns, settings, self.catalog[cluster]["allow_interruptions"], self.live
         )
         await live.run()
 
@@ -387,11 +350,8 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
                 413, f"images: {len(images)} is over the limit of {self.limits.max_images} a turn (limits.max_images)"
             )
         image_bytes = [await self._read_image(i, upload) for i, upload in enumerate(images)]
-        # Task ids are chosen here so that, should the graph itself die, its records can be closed.
-        task_ids = [uuid.uuid4().hex for _ in self.catalog[cluster]["stages"]]
-        return cluster, TurnRequest(
-            track_id,
-            task_ids,
+        new_turn = TurnFactory(track_id, len(self.catalog[cluster]["stages"]))
+        return cluster, new_turn(
             decoded.samples,
             data,
             decoded.media_type,

@@ -2,7 +2,7 @@
 
 A turn is a stream of frames (omniwire.frames). Stages run in order, a parallel step's stages side
 by side. What each stage's outputs become on the wire, and whether it streams into the next one,
-is its kind's contract (deployments.base.KINDS): a stage that streams a slot into a next stage
+is its kind's contract (deployments.kinds.KINDS): a stage that streams a slot into a next stage
 that takes that slot in pieces runs side by side with it (graphs.pipeline.streaming), so an LLM's
 first sentence is spoken while it still writes. `run_turn_stream` hands the frames out as they
 come; `run_turn` is the same turn collected into one answer.
@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from deployments.llm_service import CONTEXT_FIELDS
 from graphs.observability.latency import stage_profile
 from graphs.observability.metrics import ClusterMetrics
 from graphs.observability.otel import TrackTracer
+from graphs.pipeline.frames import output_frames
 from graphs.pipeline.streaming import piped
 from graphs.pipeline.turn import (
     NO_SPEECH,
@@ -62,7 +62,7 @@ class ClusterGraph:
         self.stages = [stage for step in self.steps for stage in step]
         self.models = models
         self.history_turns = history_turns if any("history" in s.reads for s in self.stages) else 0
-        self.read_ahead = [stage for stage in self.stages if self._prompt_known_ahead(stage)]
+        self.read_ahead = [stage for stage in self.stages if stage.reads_ahead]
         self.store = TraceStore(trace_store_url)
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-writer")
         self.metrics = ClusterMetrics(cluster)
@@ -95,8 +95,8 @@ class ClusterGraph:
             yield frame
 
     async def prepare_turn(self, track_id: str) -> None:
-        """The person has started speaking on this track: its LLM stages read the next turn's prompt up
-        to their words (system prompt, history) while they speak, where it is known (`read_ahead`)."""
+        """The person has started speaking on this track: stages whose models can (`reads_ahead`) read the
+        next turn's prompt up to the person's words (system prompt, history) while they speak."""
         if not self.read_ahead or not self.history_turns:
             return  # without history the prompt's start is the system prompt, which the model keeps anyway
         history = await asyncio.to_thread(self.store.history, track_id, self.history_turns)
@@ -104,16 +104,6 @@ class ClusterGraph:
             await asyncio.gather(
                 *(self.models[s.model].prepare.remote({"history": history}, s.params) for s in self.read_ahead)
             )
-
-    def _prompt_known_ahead(self, stage: Stage) -> bool:
-        """Whether an LLM stage's prompt up to the person's words is known before the turn: it reads the
-        history, and no earlier stage's findings go into its system prompt (a read-ahead without them
-        would leave the model's cache holding a prompt the turn does not have)."""
-        if stage.kind != "llm" or "history" not in stage.reads:
-            return False
-        earlier = self.stages[: stage.position]
-        findings = {slot for s in earlier for slot in s.contract.produces} & set(CONTEXT_FIELDS)
-        return not findings or stage.params.get("findings") == "before_words"
 
     def _runs(self) -> list[tuple[Stage, ...]]:
         """The steps as they run: a single stage, a parallel step, or a stage piped into the next."""
@@ -238,9 +228,10 @@ class ClusterGraph:
         profile.update(ttfb_s=elapsed, processing_s=elapsed)
         records.completed(stage, result.result_profile, profile)
         turn.state.update(result.outputs)
-        if "transcript" in result.outputs and not result.outputs["transcript"].strip():
+        heard = stage.contract.heard
+        if heard in result.outputs and not result.outputs[heard].strip():
             turn.status, turn.error = "no_speech", NO_SPEECH
         return [
-            *stage.contract.output_frames(stage.name, result.outputs),
+            *output_frames(stage.contract, stage.name, result.outputs),
             MetricsFrame(stage=stage.name, metrics={"ttfb_s": elapsed, "processing_s": elapsed}),
         ]

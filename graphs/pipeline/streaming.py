@@ -2,7 +2,7 @@
 (the downstream kind's chunker says where) and the downstream works on each chunk as soon as it
 is cut, so an LLM's first sentence is spoken while the rest is still being written.
 
-Which kinds pipe into which is their contracts' business (deployments.base.Contract): nothing
+Which kinds pipe into which is their contracts' business (deployments.kinds.Contract): nothing
 here knows about LLMs or speech.
 """
 
@@ -15,8 +15,9 @@ from typing import Any
 
 from ray.exceptions import RayActorError
 
-from deployments.base import StageOutput
+from deployments.kinds import StageOutput
 from graphs.observability.latency import stage_profile
+from graphs.pipeline.frames import output_frames
 from graphs.pipeline.turn import Stage, Turn, TurnRecords, cancelled_by_serve, error_text, log_failover, with_failover
 from omniwire.frames import MetricsFrame
 
@@ -79,7 +80,7 @@ async def piped(
                     continue
                 first = first or time.perf_counter()
                 progress.produced.append(item)
-                for frame in up.contract.output_frames(up.name, {slot: item}):
+                for frame in output_frames(up.contract, up.name, {slot: item}):
                     out.put_nowait(frame)
                 for chunk in chunker.push(item):
                     chunks.put_nowait(chunk)
@@ -124,7 +125,7 @@ async def piped(
                 summed = key in incremental.summed and value is not None
                 calls[key] = calls.get(key, 0) + value if summed else calls.get(key, value)
             t_first_output = t_first_output or time.perf_counter()
-            for frame in down.contract.output_frames(down.name, {slot: chunk, **result.outputs}, index):
+            for frame in output_frames(down.contract, down.name, {slot: chunk, **result.outputs}, index):
                 out.put_nowait(frame)
             handled.append(chunk)
             index += 1

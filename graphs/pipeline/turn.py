@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ import numpy as np
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import RequestCancelledError
 
-from deployments.base import KINDS, Contract
+from deployments.kinds import KINDS, Contract
 from graphs.observability.latency import FirstAudio
 from graphs.observability.metrics import ClusterMetrics
 from graphs.store.trace_store import TraceStore
@@ -40,6 +41,37 @@ class TurnRequest:
     speech_ended_at: float | None = None
 
 
+@dataclass(frozen=True)
+class TurnFactory:
+    """The one place a turn is minted, for a track of a cluster with `stages` stages: its task ids are
+    chosen here, before anything runs, so that should the graph itself die its records can be closed."""
+
+    track_id: str
+    stages: int
+
+    def __call__(
+        self,
+        audio: np.ndarray,
+        audio_file: bytes,
+        media_type: str,
+        images: Sequence[bytes] = (),
+        *,
+        inline_audio: bool = False,
+        speech_ended_at: float | None = None,
+    ) -> TurnRequest:
+        task_ids = [uuid.uuid4().hex for _ in range(self.stages)]
+        return TurnRequest(
+            self.track_id,
+            task_ids,
+            audio,
+            audio_file,
+            media_type,
+            list(images),
+            inline_audio=inline_audio,
+            speech_ended_at=speech_ended_at,
+        )
+
+
 @dataclass
 class TurnOutcome:
     status: str  # completed | no_speech | failed
@@ -61,6 +93,8 @@ class Stage:
     kind: str
     params: dict[str, Any]
     position: int
+    # Its model reads the next turn's prompt ahead, while the person speaks (Component.reads_ahead).
+    reads_ahead: bool = False
 
     @property
     def contract(self) -> Contract:

@@ -59,7 +59,7 @@ DOCUMENTS = {
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """The default serve config, with its trace store and document indexes in a temporary folder."""
-    from deployments.rag_index import Embedder, index_dir, ingest
+    from deployments.retrieval.index import Embedder, index_dir, ingest
 
     tmp = tmp_path_factory.mktemp("serve")
     store_url = f"sqlite:///{tmp / 'omniserve.db'}"

@@ -181,7 +181,7 @@ def test_voice_to_voice_through_an_audio_capable_chat_model(server, monkeypatch)
     """The voice2voice stage's openai backend, against this server's /v1 through the real client."""
     import asyncio
 
-    from deployments.voice_to_voice import VoiceToVoice
+    from deployments.voice_to_voice.service import VoiceToVoice
     from omniwire.audio import decode
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-omniserve-test")

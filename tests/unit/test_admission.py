@@ -2,7 +2,7 @@
 
 import pytest
 
-from graphs.api.admission import Admission, AdmissionSettings, Overloaded
+from graphs.limits.admission import Admission, AdmissionSettings, Overloaded
 
 
 def test_turns_beyond_those_served_side_by_side_wait_and_past_the_budget_are_refused():
@@ -37,7 +37,7 @@ def test_a_budget_of_zero_refuses_whatever_would_wait():
 
 def test_the_turn_time_is_learnt_from_finished_turns_that_did_not_wait(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("graphs.api.admission.time.perf_counter", lambda: clock[0])
+    monkeypatch.setattr("graphs.limits.admission.time.perf_counter", lambda: clock[0])
     admission = Admission(AdmissionSettings(concurrent_turns=1, initial_turn_s=2.0, max_wait_s=60))
     with admission.turn("http") as ticket:
         queued = admission.admit("http")  # waits behind the first
@@ -61,7 +61,7 @@ def test_a_turn_that_would_be_refused_is_refused_before_its_upload_is_read():
     from fastapi import FastAPI, Request
     from fastapi.testclient import TestClient
 
-    from graphs.api.admission import RefuseWhenBusy
+    from graphs.limits.admission import RefuseWhenBusy
 
     app = FastAPI()
     reached = []

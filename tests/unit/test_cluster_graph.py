@@ -15,10 +15,11 @@ import pytest
 from ray import serve
 from ray.serve.exceptions import RequestCancelledError
 
-from deployments.base import FIRST_CHUNK_WORDS, KINDS, Contract, components, register
-from deployments.llm_service import LLMService
-from deployments.stt_service import SpeechToTextService
-from deployments.tts_service import TextToSpeechService
+from deployments.component import components, register
+from deployments.kinds import FIRST_CHUNK_WORDS, KINDS, Contract
+from deployments.llm.service import LLMService
+from deployments.stt.service import SpeechToTextService
+from deployments.tts.service import TextToSpeechService
 from graphs.app import build_graphs, graph_steps
 from graphs.config import load_clusters, parse_clusters
 from graphs.pipeline.cluster_graph import ClusterGraph

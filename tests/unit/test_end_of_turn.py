@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from bench.speech import speak
-from graphs.api.end_of_turn import MODEL_FILE, RATE, WINDOW_S, EndOfTurnModel, checked_model, last_window
+from graphs.live.end_of_turn import MODEL_FILE, RATE, WINDOW_S, EndOfTurnModel, checked_model, last_window
 from omniwire.audio import decode
 
 COMPLETE = [

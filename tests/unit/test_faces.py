@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from deployments.faces import EXPRESSIONS, FaceExpressionClassifier
+from deployments.vision.faces import EXPRESSIONS, FaceExpressionClassifier
 
 ORIENTATION = 0x0112
 

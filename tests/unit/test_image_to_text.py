@@ -6,7 +6,7 @@ import re
 import pytest
 from PIL import Image
 
-from deployments.ocr_image_to_text import OCRImageToText
+from deployments.vision.ocr import OCRImageToText
 from graphs.config import parse_clusters
 from tests.pictures import astronaut, png, sign
 

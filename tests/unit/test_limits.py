@@ -8,9 +8,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
-from graphs.api.limits import Limits, image_problem
-from graphs.api.live import LiveConversation
-from graphs.api.vad import VADSettings
+from graphs.limits.requests import Limits, image_problem
+from graphs.live.session import LiveConversation, LiveSettings, SessionServices
 from omniwire.frames import ImageFrame, StartFrame
 
 
@@ -21,7 +20,7 @@ def session_app(limits: Limits) -> FastAPI:
     async def live(ws: WebSocket) -> None:
         await ws.accept()
         start = StartFrame(track_id="T-CLUSTER_TEST-" + "0" * 32, cluster="CLUSTER_TEST")
-        await LiveConversation(ws, start, None, None, VADSettings(), 16_000, True, limits=limits).run()
+        await LiveConversation(ws, start, None, None, LiveSettings(), True, SessionServices(limits=limits)).run()
 
     return app
 

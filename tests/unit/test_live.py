@@ -3,17 +3,16 @@
 import asyncio
 import threading
 import time
-import uuid
 
 import numpy as np
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
 
 from bench.speech import speak
-from graphs.api.live import LiveConversation
-from graphs.api.vad import VADSettings
-from graphs.pipeline.turn import TurnRequest
-from omniwire.audio import decode, encode_wav, to_pcm16
+from graphs.live.session import LiveConversation, LiveSettings, SessionServices
+from graphs.live.vad import VADSettings
+from graphs.pipeline.turn import TurnFactory, TurnRequest
+from omniwire.audio import decode, to_pcm16
 from omniwire.frames import StartFrame, TTSAudioFrame
 
 TRACK = "T-CLUSTER_TEST-" + "0" * 32
@@ -71,16 +70,16 @@ def test_a_dropped_turn_does_not_hold_up_the_users_next_words():
     discarded: list[str] = []
     requests: list[TurnRequest] = []
 
-    def new_request(samples, images, ended_at) -> TurnRequest:
-        ids = [uuid.uuid4().hex for _ in range(3)]
-        requests.append(TurnRequest(TRACK, ids, samples, encode_wav(samples, 16_000), "audio/wav", images))
+    def new_turn(*args, **kwargs) -> TurnRequest:
+        requests.append(TurnFactory(TRACK, 3)(*args, **kwargs))
         if len(requests) == 2:
             next_turn.set()
         return requests[-1]
 
-    def discard(task_ids: list[str], reason: str) -> None:
-        marking.wait(timeout=30)
-        discarded.append(reason)
+    class Facts:
+        def discard_turn(self, task_ids: list[str], reason: str) -> None:
+            marking.wait(timeout=30)
+            discarded.append(reason)
 
     app = FastAPI()
 
@@ -89,7 +88,9 @@ def test_a_dropped_turn_does_not_hold_up_the_users_next_words():
         await ws.accept()
         start = StartFrame(track_id=TRACK, cluster="CLUSTER_TEST")
         vad = VADSettings(end_of_turn=False, min_silence_ms=1500)  # only the stop time ends a turn
-        await LiveConversation(ws, start, graph, new_request, vad, 16_000, True, discard=discard).run()
+        await LiveConversation(
+            ws, start, graph, new_turn, LiveSettings(vad=vad), True, SessionServices(facts=Facts())
+        ).run()
 
     first = decode(speak("What is the capital city")).samples
     rest = decode(speak("of France?")).samples
@@ -145,10 +146,8 @@ def test_speaking_over_a_reply_still_playing_records_the_words_heard():
                 return _Reply(reply if len(self.turns) == 1 else [])
             return asyncio.sleep(0)
 
-    def new_request(samples, images, ended_at) -> TurnRequest:
-        requests.append(
-            TurnRequest(TRACK, [uuid.uuid4().hex], samples, encode_wav(samples, 16_000), "audio/wav", images)
-        )
+    def new_turn(*args, **kwargs) -> TurnRequest:
+        requests.append(TurnFactory(TRACK, 1)(*args, **kwargs))
         return requests[-1]
 
     app = FastAPI()
@@ -158,8 +157,13 @@ def test_speaking_over_a_reply_still_playing_records_the_words_heard():
         await ws.accept()
         start = StartFrame(track_id=TRACK, cluster="CLUSTER_TEST")
         vad = VADSettings(end_of_turn=False)
-        mark = lambda *args: heard.append(args)  # noqa: E731
-        await LiveConversation(ws, start, Graph(), new_request, vad, 16_000, True, mark_heard=mark).run()
+
+        class Facts:
+            def mark_heard(self, *args) -> None:
+                heard.append(args)
+
+        services = SessionServices(facts=Facts())
+        await LiveConversation(ws, start, Graph(), new_turn, LiveSettings(vad=vad), True, services).run()
 
     question = np.concatenate(
         [decode(speak("What is the capital city of France?")).samples, np.zeros(24_000, np.float32)]

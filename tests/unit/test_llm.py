@@ -6,9 +6,9 @@ import time
 import pytest
 import torch
 
-from deployments.hf_llm import HuggingFaceLLM
-from deployments.llm_service import DEFAULT_SYSTEM_PROMPT
-from deployments.quantized_llm import QuantizedLLM
+from deployments.llm.quantized import QuantizedLLM
+from deployments.llm.service import DEFAULT_SYSTEM_PROMPT
+from deployments.llm.transformers_llm import HuggingFaceLLM
 
 QUESTION = {"transcript": "What is the capital city of France?"}
 # The weights are under test here, so the plainest prompt; how well the voice prompt's replies

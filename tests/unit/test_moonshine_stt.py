@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.eval_set import load_eval_set, recordings, synthesize
-from deployments.moonshine_stt import MoonshineSpeechToText
+from deployments.stt.moonshine import MoonshineSpeechToText
 from omniwire.audio import decode
 
 

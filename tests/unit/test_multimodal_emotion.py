@@ -11,8 +11,8 @@ from PIL import Image
 from skimage import data
 
 from bench.speech import speak
-from deployments.multimodal_emotion import FUSED_LABELS, MultimodalEmotion
-from deployments.text_emotion import TextEmotion
+from deployments.emotion.multimodal import FUSED_LABELS, MultimodalEmotion
+from deployments.emotion.text import TextEmotion
 from omniwire.audio import decode
 
 SENTENCE = "I cannot believe we actually won the championship today, this is amazing!"

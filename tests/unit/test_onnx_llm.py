@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from deployments.base import FIRST_CHUNK_WORDS
 from deployments.bundled import SplitGGUF, assemble_parts, onnx_llm_model_dir, split_gguf_parts
-from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, GenerationSettings, LLMParams
-from deployments.onnx_llm import OnnxGenAILLM
+from deployments.kinds import FIRST_CHUNK_WORDS
+from deployments.llm.onnx_genai import OnnxGenAILLM
+from deployments.llm.service import DEFAULT_SYSTEM_PROMPT, GenerationSettings, LLMParams
 from deployments.sentences import SentenceAggregator
 
 PROFILE_FIELDS = {"model", "provider", "prompt_tokens", "completion_tokens", "tokens_per_s", "ttft_s"}

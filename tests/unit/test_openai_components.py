@@ -11,7 +11,7 @@ import numpy as np
 import openai
 import pytest
 
-from deployments.openai_stt import OpenAISpeechToText
+from deployments.stt.openai_api import OpenAISpeechToText
 
 
 class FlakyTranscriptionAPI(BaseHTTPRequestHandler):
@@ -79,8 +79,8 @@ def test_a_missing_key_is_named(monkeypatch):
 
 
 def test_a_prompt_with_images_is_recorded_without_their_bytes():
-    from deployments.llm_service import recorded_prompt
-    from deployments.openai_chat import data_url
+    from deployments.llm.openai_api import data_url
+    from deployments.llm.service import recorded_prompt
     from tests.pictures import sign
 
     png = sign()

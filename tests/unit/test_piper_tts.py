@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from deployments.piper_tts import PiperTextToSpeech
-from deployments.tts_service import MID_SENTENCE_TAIL_S, QUIET
+from deployments.tts.piper import PiperTextToSpeech
+from deployments.tts.service import MID_SENTENCE_TAIL_S, QUIET
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The server's estimate of what the client has played of a reply."""
 
-from graphs.api.playout import Playout
+from graphs.live.playout import Playout
 from omniwire.frames import TTSAudioFrame
 
 RATE = 16_000

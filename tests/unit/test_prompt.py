@@ -2,8 +2,8 @@
 
 import pytest
 
-from deployments.llm_service import DEFAULT_SYSTEM_PROMPT, LLMParams, LLMService
-from deployments.speech_text import clean_for_speech
+from deployments.llm.service import DEFAULT_SYSTEM_PROMPT, LLMParams, LLMService
+from deployments.tts.speech_text import clean_for_speech
 
 EMOTION = {"label": "sad", "summary": "The user seems sad (words negative; voice low energy)."}
 NOTES = [{"source": "library.md", "text": "The library opens at nine."}]

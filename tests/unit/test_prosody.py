@@ -4,8 +4,8 @@ upload (16 kHz mono float32)."""
 import numpy as np
 import pytest
 
-from deployments.piper_tts import PiperTextToSpeech
-from deployments.prosody import measure
+from deployments.emotion.prosody import measure
+from deployments.tts.piper import PiperTextToSpeech
 from omniwire.audio import MODEL_RATE, decode, encode_wav
 
 SENTENCE = "I cannot believe we actually won the championship today, this is amazing!"

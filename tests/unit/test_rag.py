@@ -15,8 +15,8 @@ import torch
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
-from deployments.faiss_rag import FaissRetrieval
-from deployments.rag_index import (
+from deployments.retrieval.faiss_index import FaissRetrieval
+from deployments.retrieval.index import (
     MANIFEST,
     MINILM,
     REPO_ROOT,
@@ -212,7 +212,7 @@ def test_an_unreadable_pdf_is_reported_and_the_rest_indexed(docs, tmp_path, embe
 
 def test_a_missing_or_empty_index_says_how_to_build_it(tmp_path, embedder):
     directory = tmp_path / "indexes" / "notes"
-    command = r"python -m deployments.rag_index ingest FOLDER --index notes --root "
+    command = r"python -m deployments.retrieval.index ingest FOLDER --index notes --root "
     with pytest.raises(IndexNotReady, match=r"index 'notes' does not exist .*" + command):
         open_index(directory)
     (tmp_path / "empty").mkdir()
@@ -271,7 +271,7 @@ def test_the_command_ingests_and_searches(docs, tmp_path, embedder):
     env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
 
     def command(*args):
-        argv = [sys.executable, "-m", "deployments.rag_index", *args, "--index", "docs", "--root", str(root)]
+        argv = [sys.executable, "-m", "deployments.retrieval.index", *args, "--index", "docs", "--root", str(root)]
         return subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
 
     ingested = command("ingest", str(docs))

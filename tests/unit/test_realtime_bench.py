@@ -5,7 +5,7 @@ import pytest
 
 from bench.realtime import first_audio_over_total, pause_after_speech_s, stage_breakdown
 from bench.speech import speak, speech_end
-from graphs.api.vad import VADSettings
+from graphs.live.vad import VADSettings
 from omniwire.audio import decode
 
 

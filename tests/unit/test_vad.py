@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.speech import speak
-from graphs.api.vad import Pause, SpeechSegmenter, SpeechStarted, Utterance, VADSettings
+from graphs.live.vad import Pause, SpeechSegmenter, SpeechStarted, Utterance, VADSettings
 from omniwire.audio import decode
 
 RATE = 16_000

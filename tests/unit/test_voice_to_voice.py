@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ray import serve
 
 from bench.speech import speak
-from deployments.voice_to_voice import VoiceToVoice
+from deployments.voice_to_voice.service import VoiceToVoice
 from graphs.app import build_graphs
 from graphs.config import DEFAULT_CLUSTERS_FILE, ROOT, ConfigError, parse_clusters
 from graphs.pipeline.turn import TurnRequest
@@ -138,7 +138,9 @@ def test_the_tutorial_blocks_are_valid_and_current():
     assert any(
         TUTORIAL_CLUSTER in (yaml.safe_load(b) or {}).get("enabled_clusters", []) for b in tutorial_blocks("yaml")
     ), "the guide enables the cluster in serve_config.yaml"
-    source = {line.strip() for line in (ROOT / "deployments" / "voice_to_voice.py").read_text().splitlines()}
+    source = {
+        line.strip() for line in (ROOT / "deployments" / "voice_to_voice" / "service.py").read_text().splitlines()
+    }
     for block in tutorial_blocks("python"):
         for line in block.splitlines():
             assert line.strip() in source | {"", "..."}, f"the guide quotes a line voice_to_voice.py lacks: {line}"

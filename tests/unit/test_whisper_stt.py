@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench.eval_set import load_eval_set, recordings, synthesize
-from deployments.whisper_stt import WhisperSpeechToText
+from deployments.stt.whisper import WhisperSpeechToText
 from omniwire.audio import decode
 
 
