@@ -69,6 +69,10 @@ STREAM_RESPONSES = {
     200: {"content": {"application/x-ndjson": {}, "text/event-stream": {}}},
     **errors(400, 404, 413, 415, 422, 503),
 }
+# Past any store's tracks, and within what every database takes as an OFFSET (a 64-bit integer).
+MAX_OFFSET = 1_000_000_000
+# Within what every database stores as a turn number (a 32-bit integer), and past any track's turns.
+MAX_TURN = 1_000_000
 # How often a replica drops recordings past the retention period (also once at start).
 PURGE_INTERVAL_S = 300.0
 # A task with no write for this long belongs to a turn whose server stopped (a turn takes seconds).
@@ -78,7 +82,7 @@ ABANDONED_AFTER_S = 600.0
 class Rating(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    turn: int
+    turn: int = Field(ge=1, le=MAX_TURN)
     stage: str | None = None
     score: int = Field(ge=0, le=5)
     note: str | None = Field(None, max_length=2000)
@@ -160,7 +164,9 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
             examples=["2026-11-23T12:00:00Z", "1795400000"],
         ),
         limit: int = Query(50, ge=1, le=200),
-        offset: int = Query(0, ge=0, description="how many matching tracks to skip; `next_offset` of the last page"),
+        offset: int = Query(
+            0, ge=0, le=MAX_OFFSET, description="how many matching tracks to skip; `next_offset` of the last page"
+        ),
     ) -> dict[str, Any]:
         """Tracks, newest first, with their turns, status and last activity; `next` is the next page, if any."""
         if cluster is not None and cluster not in self.catalog:
@@ -226,9 +232,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
     @api.post("/v1/conversations", responses=errors(400, 404, 413, 415, 422, 500, 502, 503))
     async def converse(
         self,
-        audio_file: UploadFile | None = File(
-            None, alias="audio", description="WAV, FLAC or OGG; any rate and channels"
-        ),
+        audio_file: UploadFile = File(alias="audio", description="WAV, FLAC or OGG; any rate and channels"),
         images: list[UploadFile] = File(default=[], description="optional images shown with the turn"),
         cluster: str | None = Form(None, description="cluster to start a conversation with"),
         track_id: str | None = Form(None, description="track to continue"),
@@ -254,7 +258,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
     async def converse_streaming(
         self,
         request: Request,
-        audio_file: UploadFile | None = File(None, alias="audio"),
+        audio_file: UploadFile = File(alias="audio", description="WAV, FLAC or OGG; any rate and channels"),
         images: list[UploadFile] = File(default=[]),
         cluster: str | None = Form(None),
         track_id: str | None = Form(None),
@@ -324,7 +328,7 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
 
     async def _prepare(
         self,
-        audio_file: UploadFile | None,
+        audio_file: UploadFile,
         images: list[UploadFile],
         cluster: str | None,
         track_id: str | None,
@@ -333,8 +337,6 @@ class OmniServeIngress(OpenAIEndpoints, TracePages):
     ) -> tuple[str, TurnRequest]:
         """Everything a turn needs, checked before anything is written: 4xx with a message otherwise."""
         cluster, track_id = await self._resolve_track(cluster, track_id)
-        if audio_file is None:
-            raise HTTPException(400, "multipart field 'audio' is required")
         data = await audio_file.read()
         try:
             # Decoding and resampling a long upload takes long enough to hold up every live session.

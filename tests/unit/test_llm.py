@@ -94,7 +94,7 @@ def test_a_consumer_that_stops_listening_stops_the_generation(fp32):
 
     t0 = time.perf_counter()
     assert len(asyncio.run(first_pieces())) == 3
-    assert time.perf_counter() - t0 < 5, "400 tokens would take ~20 s; closing the stream ended it"
+    assert time.perf_counter() - t0 < 10, "400 tokens would take ~20 s; closing the stream ended it"
 
 
 async def _collect(stream):

@@ -240,7 +240,8 @@ def test_a_barge_in_while_a_token_is_awaited_cancels_cleanly_and_frees_the_model
 
 
 def test_generation_steps_aside_once_the_first_words_are_out_and_a_stop_wakes_it():
-    llm = OnnxGenAILLM(first_words_pause_s=1.0)
+    # A pause of 2 s: a token's time, even on a busy machine, stays well clear of it on either side.
+    llm = OnnxGenAILLM(first_words_pause_s=2.0)
     question = chat("Tell me a long story about a dragon.")
     arrivals, first_chunk_at = [], None
     words = SentenceAggregator(first_words=FIRST_CHUNK_WORDS)
@@ -250,8 +251,8 @@ def test_generation_steps_aside_once_the_first_words_are_out_and_a_stop_wakes_it
             if first_chunk_at is None and words.push(piece):
                 first_chunk_at = len(arrivals) - 1
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    assert gaps[first_chunk_at] >= 0.9, "a pause right after the piece that completes the first words"
-    assert max(gaps[:first_chunk_at] + gaps[first_chunk_at + 1 :]) < 0.9, "and nowhere else"
+    assert gaps[first_chunk_at] >= 1.9, "a pause right after the piece that completes the first words"
+    assert max(gaps[:first_chunk_at] + gaps[first_chunk_at + 1 :]) < 1.5, "and nowhere else"
 
     stop = threading.Event()
     words = SentenceAggregator(first_words=FIRST_CHUNK_WORDS)
@@ -259,4 +260,4 @@ def test_generation_steps_aside_once_the_first_words_are_out_and_a_stop_wakes_it
         if isinstance(piece, str) and words.push(piece):
             stop.set()
             stopped = time.perf_counter()
-    assert time.perf_counter() - stopped < 0.5, "a stop during the pause ends the reply at once"
+    assert time.perf_counter() - stopped < 1.0, "a stop during the 2 s pause ends the reply at once"
