@@ -82,7 +82,8 @@ def measure(candidate: Candidate, said: list[Any], audios: list[Any]) -> dict[st
     heard, seconds = [], []
     for audio in audios:
         t0 = time.perf_counter()
-        text, _ = component.transcribe(audio, params, context)
+        speech = component.speech(audio, params)
+        text = "" if speech is None else component.transcribe(speech, params, context)[0]
         seconds.append(time.perf_counter() - t0)
         heard.append(text)
     del component

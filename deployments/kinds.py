@@ -74,8 +74,9 @@ class Contract:
         )
 
 
-# Slots a request brings before any stage runs.
-REQUEST_SLOTS = frozenset({"audio", "images", "history"})
+# Slots a request brings before any stage runs. `voiced`: its audio is already the voiced part (the
+# live session's VAD found it), so speech-to-text need not look for the speech again.
+REQUEST_SLOTS = frozenset({"audio", "voiced", "images", "history"})
 
 KINDS: dict[str, Contract] = {
     # The history lets it hear the question in the light of the last reply (Whisper's prompt).

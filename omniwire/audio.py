@@ -4,6 +4,7 @@ and the OpenAI speech formats out."""
 from __future__ import annotations
 
 import io
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,17 @@ def from_pcm16(data: bytes) -> np.ndarray:
 
 def encode_wav(samples: np.ndarray, rate: int) -> bytes:
     return encode(samples, rate, "wav")[0]
+
+
+def pcm16_wav(pcm: bytes, rate: int) -> bytes:
+    """Raw audio (PCM16, mono) as a WAV file, the samples as they are: no round trip through float."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm[: len(pcm) // 2 * 2])
+    return buffer.getvalue()
 
 
 # The OpenAI speech formats soundfile can write: (container, subtype, sample rate, media type).

@@ -8,7 +8,7 @@ import numpy as np
 
 from deployments.component import StrictModel, register
 from deployments.stt.service import SpeechToTextService
-from deployments.stt.silero_vad import RATE, voiced_part
+from deployments.stt.silero_vad import RATE
 
 
 @register("moonshine_stt")
@@ -20,7 +20,7 @@ class MoonshineSpeechToText(SpeechToTextService):
         model: str = "tiny-en"
 
     class Params(StrictModel):
-        # Silero VAD trims the silence around the speech and finds audio with no speech at all.
+        # Silence around the speech trimmed, and audio with no speech not transcribed (the base's `speech`).
         vad_filter: bool = True
 
     def __init__(self, **options: Any) -> None:
@@ -34,13 +34,12 @@ class MoonshineSpeechToText(SpeechToTextService):
         self.model = Transcriber(model_path=str(get_model_path(self.options.model)), model_arch=arch)
         self.model.transcribe_without_streaming(np.zeros(RATE, np.float32).tolist(), RATE)
 
+    def about(self) -> dict[str, Any]:
+        return {"model": f"moonshine-{self.options.model}", "device": "cpu"}
+
     def transcribe(self, audio: np.ndarray, params: Params, context: str | None = None) -> tuple[str, dict[str, Any]]:
         """Moonshine takes no prompt: `context` is unused."""
-        profile: dict[str, Any] = {"model": f"moonshine-{self.options.model}", "device": "cpu"}
-        if params.vad_filter:
-            audio = voiced_part(audio)
-            if audio is None:
-                return "", {**profile, "segments": 0, "no_speech_prob": 1.0}
+        profile = self.about()
         transcript = self.model.transcribe_without_streaming(audio.astype(np.float32).tolist(), RATE)
         text = " ".join(line.text.strip() for line in transcript.lines if line.text.strip())
         return text, {**profile, "segments": len(transcript.lines)}

@@ -1,4 +1,8 @@
-"""Speech-to-text: audio of one user turn in, transcript out."""
+"""Speech-to-text: audio of one user turn in, transcript out.
+
+Silence around the speech is trimmed here, once, with Silero VAD (Whisper hallucinates words on
+silence), unless the request says its audio is already the voiced part (`voiced`: the live session's
+VAD found it); audio with no speech at all is not transcribed."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from deployments.component import Component
+from deployments.stt.silero_vad import voiced_part
 
 SAMPLE_RATE = 16_000
 
@@ -22,6 +27,18 @@ class SpeechToTextService(Component):
     def context(self, inputs: dict[str, Any], params: Any) -> str | None:
         """What a backend that takes a prompt is told was said just before this turn; None: nothing."""
         return None
+
+    def about(self) -> dict[str, Any]:
+        """What every record of this ear says of it (model, device)."""
+        return {}
+
+    @staticmethod
+    def speech(audio: np.ndarray, params: Any, voiced: bool = False) -> np.ndarray | None:
+        """The part of `audio` to transcribe: trimmed to its speech where the params ask (`vad_filter`)
+        and nobody has yet; None when none of it is speech."""
+        if voiced or not getattr(params, "vad_filter", False):
+            return audio
+        return voiced_part(audio)
 
     def transcribe_batch(
         self, audios: list[np.ndarray], params: Any, contexts: list[str | None] | None = None
@@ -42,12 +59,15 @@ class SpeechToTextService(Component):
             else:
                 group.append(i)
         contexts = [self.context(inputs, params) for inputs, params in calls]
-        heard: list[tuple[str, dict[str, Any]] | None] = [None] * len(calls)
+        speech = [self.speech(inputs["audio"], params, bool(inputs.get("voiced"))) for inputs, params in calls]
+        silent = {**self.about(), "segments": 0, "no_speech_prob": 1.0}
+        heard: list[tuple[str, dict[str, Any]]] = [("", silent)] * len(calls)
         for params, indexes in groups:
-            done = self.transcribe_batch(
-                [calls[i][0]["audio"] for i in indexes], params, [contexts[i] for i in indexes]
-            )
-            for i, result in zip(indexes, done, strict=True):
+            spoken = [i for i in indexes if speech[i] is not None]
+            if not spoken:
+                continue
+            done = self.transcribe_batch([speech[i] for i in spoken], params, [contexts[i] for i in spoken])
+            for i, result in zip(spoken, done, strict=True):
                 heard[i] = result
         results = []
         for (inputs, _), context, (text, profile) in zip(calls, contexts, heard, strict=True):

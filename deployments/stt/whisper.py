@@ -11,7 +11,7 @@ from pydantic import Field
 from deployments.bundled import WHISPER_TINY_EN, whisper_model_dir
 from deployments.component import StrictModel, auto_device, register
 from deployments.stt.service import SpeechToTextService
-from deployments.stt.silero_vad import RATE, voiced_part
+from deployments.stt.silero_vad import RATE
 
 SHORT_CONTEXT_MAX_S = 28  # the short path covers what fits in one Whisper window
 SHORT_CONTEXT_MIN_FRAMES = 1000  # 10 s of 10 ms feature frames
@@ -51,8 +51,7 @@ class WhisperSpeechToText(SpeechToTextService):
         # by default, by measurement: after a reply on another subject (the usual case) accented
         # questions were heard worse (bench.speech_to_text, WER 0.181 -> 0.201).
         last_reply_as_prompt: bool = False
-        # Silero VAD trims the silence around the speech (Whisper hallucinates words on silence) and
-        # finds audio with no speech at all, which is then not transcribed.
+        # Silence around the speech trimmed, and audio with no speech not transcribed (the base's `speech`).
         vad_filter: bool = True
 
     def __init__(self, **options: Any) -> None:
@@ -77,6 +76,9 @@ class WhisperSpeechToText(SpeechToTextService):
         # The first call allocates and picks kernels: pay for it here, not on the first user's turn.
         list(self.model.transcribe(np.zeros(RATE, np.float32), language="en", without_timestamps=True)[0])
 
+    def about(self) -> dict[str, Any]:
+        return {"model": self.options.model, "device": self.device}
+
     def transcribe(self, audio: np.ndarray, params: Params, context: str | None = None) -> tuple[str, dict[str, Any]]:
         return self.transcribe_batch([audio], params, [context])[0]
 
@@ -94,17 +96,11 @@ class WhisperSpeechToText(SpeechToTextService):
     def transcribe_batch(
         self, audios: list[np.ndarray], params: Params, contexts: list[str | None] | None = None
     ) -> list[tuple[str, dict[str, Any]]]:
-        """Silent utterances are not transcribed, long ones take the usual path, the rest go in one batch."""
+        """Long utterances take the usual path, the rest go in one batch."""
         contexts = contexts or [None] * len(audios)
         results: list[tuple[str, dict[str, Any]] | None] = [None] * len(audios)
         short: dict[int, np.ndarray] = {}
         for i, audio in enumerate(audios):
-            if params.vad_filter:
-                audio = voiced_part(audio)
-                if audio is None:
-                    silent = {"language": params.language, "segments": 0, "no_speech_prob": 1.0}
-                    results[i] = "", {"model": self.options.model, "device": self.device, **silent}
-                    continue
             if self.options.short_context and len(audio) < SHORT_CONTEXT_MAX_S * RATE:
                 short[i] = audio
             else:

@@ -36,7 +36,7 @@ from graphs.live.playout import Heard, Playout
 from graphs.live.vad import RATE, Pause, SpeechSegmenter, SpeechStarted, Utterance, VADSettings
 from graphs.observability.latency import FirstAudio
 from graphs.pipeline.turn import TurnRequest
-from omniwire.audio import encode_wav, from_pcm16
+from omniwire.audio import from_pcm16
 from omniwire.frames import (
     AudioRawFrame,
     EndFrame,
@@ -306,7 +306,7 @@ class LiveConversation:
         self._commit(turn)
 
     async def _start_turn(self, audio, ended_at: float) -> _LiveTurn:
-        request = self.new_turn(audio, encode_wav(audio, RATE), "audio/wav", self.images, speech_ended_at=ended_at)
+        request = self.new_turn(audio, images=self.images, voiced=True, speech_ended_at=ended_at)
         turn = _LiveTurn(request, previous=self.turn)
         self.turn = turn
         turn.task = asyncio.create_task(self._run_turn(turn))

@@ -21,7 +21,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 from ray import serve
 
 from graphs.observability.latency import stage_profile
@@ -41,7 +40,7 @@ from graphs.pipeline.turn import (
     with_failover,
 )
 from graphs.store.trace_store import TaskStatus, TraceStore
-from omniwire.audio import MODEL_RATE, encode_wav
+from omniwire.audio import MODEL_RATE, encode_wav, pcm16_wav
 from omniwire.frames import EndFrame, Frame, MetricsFrame, StartFrame, SyncFrame
 
 
@@ -73,7 +72,9 @@ class ClusterGraph:
         end = None
         async for frame in self._frames(turn):
             end = frame
-        outputs = {k: v for k, v in turn.state.items() if k not in ("audio", "images", "history", "reply_audio")}
+        outputs = {
+            k: v for k, v in turn.state.items() if k not in ("audio", "voiced", "images", "history", "reply_audio")
+        }
         reply_audio = None
         if turn.reply_audio and turn.status == "completed":
             reply_audio = {**turn.reply_audio, "wav": turn.reply_audio["wav"] if request.inline_audio else None}
@@ -124,9 +125,10 @@ class ClusterGraph:
         if len(request.task_ids) != len(self.stages):
             raise ValueError(f"{len(request.task_ids)} task ids for {len(self.stages)} stages")
         records = TurnRecords(self.store, self.writer, self.metrics, turn)
+        live = request.audio_file is None  # live speech is kept as WAV here, the one place it is encoded
         user_audio = {
-            "data": request.audio_file,
-            "media_type": request.audio_media_type,
+            "data": encode_wav(request.audio, MODEL_RATE) if live else request.audio_file,
+            "media_type": "audio/wav" if live else request.audio_media_type,
             "sample_rate": MODEL_RATE,
             "duration_s": round(len(request.audio) / MODEL_RATE, 3),
         }
@@ -140,7 +142,7 @@ class ClusterGraph:
             user_audio,
         )
         history = asyncio.ensure_future(asyncio.to_thread(self.store.history, request.track_id, self.history_turns))
-        turn.state.update(audio=request.audio, images=request.images)
+        turn.state.update(audio=request.audio, voiced=request.voiced, images=request.images)
         yield StartFrame(track_id=request.track_id, cluster=self.cluster)
         self.metrics.turn(+1)
         try:
@@ -166,8 +168,9 @@ class ClusterGraph:
             number, _ = await begun
             url = None
             if turn.audio:
-                wav = encode_wav(np.concatenate(turn.audio), turn.audio_rate)
-                duration = round(sum(map(len, turn.audio)) / turn.audio_rate, 3)
+                pcm = b"".join(turn.audio)
+                wav = pcm16_wav(pcm, turn.audio_rate)
+                duration = round(len(pcm) / 2 / turn.audio_rate, 3)
                 audio_id = await records.write(
                     self.store.add_audio, request.track_id, number, "reply", wav, "audio/wav", turn.audio_rate, duration
                 )

@@ -19,7 +19,6 @@ from deployments.kinds import KINDS, Contract
 from graphs.observability.latency import FirstAudio
 from graphs.observability.metrics import ClusterMetrics
 from graphs.store.trace_store import TraceStore
-from omniwire.audio import from_pcm16
 from omniwire.frames import ErrorFrame, Frame, TTSAudioFrame
 
 NO_SPEECH = "no speech recognised in the audio"
@@ -33,10 +32,12 @@ class TurnRequest:
     track_id: str
     task_ids: list[str]  # one per stage, chosen by the caller
     audio: np.ndarray  # mono float32 at MODEL_RATE
-    audio_file: bytes  # the upload as sent, kept with the track
-    audio_media_type: str
+    # The upload as sent, kept with the track; None for live speech, which the graph keeps as WAV.
+    audio_file: bytes | None
+    audio_media_type: str | None
     images: list[bytes] = field(default_factory=list)
     inline_audio: bool = False
+    voiced: bool = False  # the audio is already the voiced part: the live session's VAD found it
     # When the user stopped speaking (epoch seconds): time to first audio counts from here.
     speech_ended_at: float | None = None
 
@@ -52,11 +53,12 @@ class TurnFactory:
     def __call__(
         self,
         audio: np.ndarray,
-        audio_file: bytes,
-        media_type: str,
+        audio_file: bytes | None = None,
+        media_type: str | None = None,
         images: Sequence[bytes] = (),
         *,
         inline_audio: bool = False,
+        voiced: bool = False,
         speech_ended_at: float | None = None,
     ) -> TurnRequest:
         task_ids = [uuid.uuid4().hex for _ in range(self.stages)]
@@ -68,6 +70,7 @@ class TurnFactory:
             media_type,
             list(images),
             inline_audio=inline_audio,
+            voiced=voiced,
             speech_ended_at=speech_ended_at,
         )
 
@@ -116,7 +119,7 @@ class Turn:
     status: str = "completed"
     error: str | None = None
     spoken: list[str] = field(default_factory=list)
-    audio: list[np.ndarray] = field(default_factory=list)
+    audio: list[bytes] = field(default_factory=list)  # the reply's PCM16 as it was sent
     audio_rate: int | None = None
     reply_audio: dict[str, Any] | None = None  # the stored reply: id, sample_rate, duration_s, wav
     metrics: dict[str, float] = field(default_factory=dict)
@@ -133,7 +136,7 @@ class Turn:
             return
         if frame.sentence >= len(self.spoken):
             self.spoken.append(frame.text)
-        self.audio.append(from_pcm16(frame.audio))
+        self.audio.append(frame.audio)
         self.audio_rate = frame.sample_rate
 
 

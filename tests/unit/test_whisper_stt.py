@@ -26,9 +26,9 @@ def utterances():
 
 def test_a_batch_is_heard_as_each_utterance_alone_and_silence_stays_silent(stt, utterances):
     silence = np.zeros(16_000, np.float32)
-    alone = [stt.transcribe(audio, stt.Params())[0] for audio in utterances]
-    together = stt.transcribe_batch([*utterances, silence], stt.Params())
-    assert [text for text, _ in together] == [*alone, ""]
+    alone = [stt.process({"audio": audio}, stt.Params())[0]["transcript"] for audio in utterances]
+    together = stt.process_batch([({"audio": audio}, stt.Params()) for audio in [*utterances, silence]])
+    assert [outputs["transcript"] for outputs, _ in together] == [*alone, ""]
     assert "capital" in alone[0].lower() and "planet" in alone[1].lower()
     assert together[-1][1]["no_speech_prob"] == 1.0
 
