@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import pkgutil
 import time
+from abc import ABC
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -22,7 +23,7 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Component:
+class Component(ABC):
     """Base of all model deployments.
 
     Subclasses set `kind`, `Options` (validated once, at config load and at replica start) and
@@ -126,6 +127,8 @@ def register(name: str):
     def wrap(cls: type[Component]) -> type[Component]:
         if cls.kind not in KINDS:
             raise TypeError(f"{cls.__name__}.kind {cls.kind!r} is not one of {sorted(KINDS)}")
+        if missing := sorted(getattr(cls, "__abstractmethods__", ())):
+            raise TypeError(f"{cls.__name__} must implement {', '.join(missing)} (a {cls.kind} backend's own work)")
         if KINDS[cls.kind].streams and not hasattr(cls, "run_stream"):
             raise TypeError(
                 f"{cls.__name__}: kind {cls.kind!r} streams {KINDS[cls.kind].streams!r}, so it needs run_stream"

@@ -5,6 +5,7 @@ The summary is what the LLM prompt receives; the scores go to the task's result_
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 from deployments.component import Component
@@ -13,6 +14,7 @@ from deployments.component import Component
 class EmotionService(Component):
     kind = "emotion"
 
+    @abstractmethod
     def detect(self, inputs: dict[str, Any], params: Any) -> dict[str, Any]:
         """Return at least `label` and `summary`; any scores alongside."""
         raise NotImplementedError

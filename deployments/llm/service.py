@@ -10,6 +10,7 @@ import hashlib
 import string
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
@@ -214,6 +215,7 @@ class LLMService(Component):
             "history_messages": len(inputs.get("history") or []),
         }
 
+    @abstractmethod
     def generate(self, messages: list[dict[str, str]], settings: GenerationSettings) -> tuple[str, dict[str, Any]]:
         raise NotImplementedError
 

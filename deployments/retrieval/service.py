@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 from deployments.component import Component
@@ -10,6 +11,7 @@ from deployments.component import Component
 class RetrievalService(Component):
     kind = "retrieval"
 
+    @abstractmethod
     def retrieve(self, query: str, params: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Return chunks, best first, each with `id`, `source`, `text` and `score`; and a profile."""
         raise NotImplementedError

@@ -6,6 +6,7 @@ VAD found it); audio with no speech at all is not transcribed."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ SAMPLE_RATE = 16_000
 class SpeechToTextService(Component):
     kind = "speech_to_text"
 
+    @abstractmethod
     def transcribe(self, audio: np.ndarray, params: Any, context: str | None = None) -> tuple[str, dict[str, Any]]:
         """`context`: text said just before (the last reply, the cluster's vocabulary), for a backend that
         can be primed with it; `context` says what it is for a turn."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,10 @@ QUIET = 0.01  # peak amplitude under which a sample counts as silence
 class TextToSpeechService(Component):
     kind = "text_to_speech"
 
+    @abstractmethod
     def speak(self, text: str, params: Any) -> tuple[np.ndarray, int, dict[str, Any]]:
         """The one method a backend implements: the audio, its rate, and what the call was like."""
-        raise NotImplementedError(f"{type(self).__name__} must implement speak")
+        raise NotImplementedError
 
     def synthesize(self, text: str, params: Any) -> tuple[np.ndarray, int]:
         """The audio and its rate alone, for callers that need no profile."""

@@ -6,6 +6,7 @@ turn without images gives an empty text.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 from deployments.component import Component
@@ -14,6 +15,7 @@ from deployments.component import Component
 class ImageToTextService(Component):
     kind = "image_to_text"
 
+    @abstractmethod
     def describe(self, image: bytes, params: Any) -> tuple[str, dict[str, Any]]:
         """One image (an encoded file) as a short phrase, and what was found in it."""
         raise NotImplementedError

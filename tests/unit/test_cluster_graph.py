@@ -354,9 +354,9 @@ def test_a_prompt_is_read_ahead_only_where_the_turn_will_begin_it_the_same_way(t
     assert read_ahead("CLUSTER_HF_RAG_ETE_CONVERSATION") == []
 
 
-def test_a_speech_backend_that_implements_nothing_says_so_instead_of_recursing():
+def test_a_backend_that_implements_nothing_is_refused_at_registration():
     class Mute(TextToSpeechService):
         pass
 
-    with pytest.raises(NotImplementedError, match="Mute must implement speak"):
-        Mute().process({"reply_text": "Hello there."}, None)
+    with pytest.raises(TypeError, match="Mute must implement speak"):
+        register("mute")(Mute)
