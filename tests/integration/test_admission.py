@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from bench.speech import speak
+from omniwire.frames import EndFrame, ErrorFrame
 from tests.integration.conftest import AUTH
 from tests.integration.test_conversation import _task_count
 from tests.integration.test_streaming import LiveClient, is_type
@@ -71,7 +72,6 @@ def test_a_live_turn_is_refused_with_an_error_frame_while_the_models_are_full(se
 
     # One filler more than can be admitted, so a finished turn's place is taken at once.
     with ThreadPoolExecutor(ADMITTED + 1) as fillers, LiveClient(server, cluster=CLUSTER) as client:
-        client.wait_for(is_type("StartFrame"))
         filled = [fillers.submit(keep_full) for _ in range(ADMITTED + 1)]
         deadline = time.time() + 30
         while server.http.get("/healthz").json()["admission"]["turns_in_flight"] < ADMITTED:
@@ -79,14 +79,14 @@ def test_a_live_turn_is_refused_with_an_error_frame_while_the_models_are_full(se
             time.sleep(0.05)
         client.speak("What time is it?")
         try:
-            error = client.wait_for(is_type("ErrorFrame"))
+            error = client.wait_for(is_type(ErrorFrame))
         finally:
             refused_live.set()
-        assert error["status"] == 503 and error["retry_after_s"] >= 1 and not error["fatal"]
-        assert "admission.max_wait_s" in error["error"]
+        assert error.status == 503 and error.retry_after_s >= 1 and not error.fatal
+        assert "admission.max_wait_s" in error.error
         statuses = [status for future in filled for status in future.result()]
         assert set(statuses) <= {200, 503} and statuses.count(200) >= ADMITTED, statuses
         # The session goes on: the next question is answered.
         client.speak("What is two plus two?")
-        end = client.wait_for(is_type("EndFrame"), timeout=120)
-        assert end["status"] == "completed"
+        end = client.wait_for(is_type(EndFrame), timeout=120)
+        assert end.status == "completed"
