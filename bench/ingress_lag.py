@@ -18,11 +18,10 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.table import Table
-from websockets.sync.client import connect
 
-from bench.live import QUESTIONS, LiveSession
+from bench.live import QUESTIONS, TimedSession
 from bench.report import machine, save_json
-from client.api import auth_headers
+from client.api import OmniServeClient, auth_headers
 from graphs.app import DEFAULT_CLUSTER
 from graphs.launch import serve_locally
 from omniwire.audio import decode
@@ -30,10 +29,8 @@ from omniwire.audio import decode
 
 def session(url: str, cluster: str, questions: list, until: float, results: list, errors: list) -> None:
     try:
-        with connect(
-            url.replace("http://", "ws://") + "/v1/conversations/ws", max_size=None, additional_headers=auth_headers()
-        ) as ws:
-            live = LiveSession(ws, cluster)
+        with OmniServeClient(url) as client, client.live(cluster=cluster) as conversation:
+            live = TimedSession(conversation)
             i = 0
             while time.time() < until:
                 results.append(live.turn(questions[i % len(questions)]))

@@ -14,24 +14,23 @@ received (zero when no audio followed it).
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from websockets.sync.client import connect
 
 from bench.report import machine, save_json
 from bench.speech import speech_end
-from client.api import auth_headers
+from client.api import LiveSession, OmniServeClient, OmniServeError
 from graphs.app import DEFAULT_CLUSTER
 from graphs.launch import serve_locally
 from graphs.observability.latency import spread
-from omniwire.audio import decode, to_pcm16
-from omniwire.frames import from_wire
+from omniwire.audio import decode
+from omniwire.frames import EndFrame, ErrorFrame, Frame, MetricsFrame, StartInterruptionFrame, TTSAudioFrame
 
 QUESTIONS = [
     "What is the capital city of France?",
@@ -46,81 +45,70 @@ STORIES = (
     "Tell me a long story about a young knight who sailed across the sea.",
     "Tell me a long story about a clever fox who lived in a big city.",
 )
-CHUNK_S = 0.02
 
 
-class LiveSession:
-    def __init__(self, ws, cluster: str):
-        self.ws = ws
-        self.received: list[tuple[float, dict]] = []
+class TimedSession:
+    """A live session driven as a person would: questions spoken at real-time pace, replies heard
+    out; every frame is kept with when (time.time()) it arrived, the client's clock for the figures."""
+
+    def __init__(self, live: LiveSession):
+        self.live = live
+        self.received: list[tuple[float, Frame]] = []
         self.heard_until = 0.0  # when the reply audio received so far has been played out
-        self.ws.send(json.dumps({"type": "StartFrame", "cluster": cluster}))
-        self._expect("StartFrame")
 
-    def speak(self, audio: np.ndarray) -> float:
-        """Streams speech at real-time pace, then a second of silence; returns when the speech ended
-        (its last loud 10 ms, not the end of the recording's own trailing silence)."""
-        step = int(16_000 * CHUNK_S)
-        padded = np.concatenate([audio, np.zeros(16_000, np.float32)])
-        t0, wall0 = time.perf_counter(), time.time()
-        for i, start in enumerate(range(0, len(padded), step)):
-            self.ws.send(to_pcm16(padded[start : start + step]))
-            time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))
-            self._drain()
-        return wall0 + speech_end(audio)
+    def speak(self, audio: np.ndarray, silence_s: float = 1.0) -> float:
+        """Streams speech at real-time pace, then `silence_s` of silence, keeping the frames that come
+        meanwhile; returns when the speech ended (its last loud 10 ms, not the end of the recording's
+        own trailing silence)."""
+        padded = np.concatenate([audio, np.zeros(int(self.live.sample_rate * silence_s), np.float32)])
+        return self.live.speak(padded, between=self.drain) + speech_end(audio)
 
-    def _drain(self) -> list[tuple[float, dict]]:
-        frames = []
-        while True:
-            try:
-                message = self.ws.recv(timeout=0)
-            except TimeoutError:
-                return frames
-            frames.append(self._keep(message))
+    def drain(self) -> None:
+        """Keeps the frames that have arrived, without waiting for more."""
+        while (frame := self.live.receive(timeout=0)) is not None:
+            self._keep(frame)
 
-    def _expect(self, kind: str, timeout: float = 120.0) -> tuple[float, dict]:
+    def expect(
+        self, kind: type[Frame], where: Callable[[Frame], Any] = lambda _: True, timeout: float = 120.0
+    ) -> tuple[float, Frame]:
+        """The first frame of `kind` (that `where` accepts) received, and when, waiting for it if need be."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             for item in self.received:
-                if item[1]["type"] == kind:
-                    self.received.remove(item)
+                if isinstance(item[1], kind) and where(item[1]):
                     return item
-            try:
-                message = self.ws.recv(timeout=max(deadline - time.time(), 0.01))
-            except TimeoutError:
-                break
-            self._keep(message)
-        raise TimeoutError(f"no {kind} within {timeout:.0f} s")
+            if frame := self.live.receive(timeout=max(deadline - time.time(), 0.01)):
+                self._keep(frame)
+        raise TimeoutError(f"no {kind.__name__} within {timeout:.0f} s")
 
-    def _keep(self, message: str) -> tuple[float, dict]:
+    def _keep(self, frame: Frame) -> None:
         """A frame as it arrives; reply audio is played from its arrival on, as a speaker would."""
-        at, frame = time.time(), json.loads(message)
-        if frame["type"] == "TTSAudioFrame":
-            self.heard_until = max(self.heard_until, at) + from_wire(frame).seconds
-        elif frame["type"] == "StartInterruptionFrame":
+        at = time.time()
+        if isinstance(frame, TTSAudioFrame):
+            self.heard_until = max(self.heard_until, at) + frame.seconds
+        elif isinstance(frame, StartInterruptionFrame):
             self.heard_until = at  # the client drops what it has not played
         self.received.append((at, frame))
-        return at, frame
 
     def hear_out(self) -> None:
         """Waits, as a person would, for the reply to finish playing before speaking again: speaking
         over it is a barge-in."""
         while (left := self.heard_until - time.time()) > 0:
             time.sleep(min(left, 0.05))
-            self._drain()
+            self.drain()
 
     def turn(self, audio: np.ndarray) -> dict[str, Any]:
         self.received = []
         ended = self.speak(audio)
-        first_audio, _ = self._expect("TTSAudioFrame")
-        done, end = self._expect("EndFrame")
-        metrics = next(f["metrics"] for _, f in self.received if f["type"] == "MetricsFrame" and f["stage"] is None)
+        first_audio, _ = self.expect(TTSAudioFrame)
+        done, end = self.expect(EndFrame)
+        metrics = next(f.metrics for _, f in self.received if isinstance(f, MetricsFrame) and f.stage is None)
         self.hear_out()
         return {
             "time_to_first_audio_s": metrics["time_to_first_audio_s"],
             "client_first_audio_s": first_audio - ended,
             "total_reply_s": done - ended,
-            "status": end["status"],
+            "status": end.status,
         }
 
     def outcome(self, timeout: float = 120.0) -> dict[str, Any]:
@@ -132,40 +120,36 @@ class LiveSession:
             while seen < len(self.received):
                 at, frame = self.received[seen]
                 seen += 1
-                if frame["type"] == "TTSAudioFrame":
+                if isinstance(frame, TTSAudioFrame):
                     first_audio = first_audio or at
-                elif frame["type"] == "ErrorFrame" and frame["status"] == 503:
-                    return {
-                        "refused": True,
-                        "at": at,
-                        "retry_after_s": frame.get("retry_after_s") or 1.0,
-                        "error": None,
-                    }
-                elif frame["type"] == "ErrorFrame":
-                    return {"refused": False, "error": f"ErrorFrame {frame['status']}: {frame['error'][:200]}"}
-                elif frame["type"] == "EndFrame":
-                    if frame["status"] == "completed" and first_audio is not None:
+                elif isinstance(frame, ErrorFrame) and frame.status == 503:
+                    return {"refused": True, "at": at, "retry_after_s": frame.retry_after_s or 1.0, "error": None}
+                elif isinstance(frame, ErrorFrame):
+                    return {"refused": False, "error": f"ErrorFrame {frame.status}: {frame.error[:200]}"}
+                elif isinstance(frame, EndFrame):
+                    if frame.status == "completed" and first_audio is not None:
                         return {"refused": False, "error": None, "first_audio": first_audio}
-                    return {"refused": False, "error": f"turn ended {frame['status']}"}
+                    return {"refused": False, "error": f"turn ended {frame.status}"}
             try:
-                message = self.ws.recv(timeout=max(deadline - time.time(), 0.01))
-            except TimeoutError:
-                break
-            self._keep(message)
+                frame = self.live.receive(timeout=max(deadline - time.time(), 0.01))
+            except OmniServeError as exc:  # a fatal ErrorFrame: the session ends with it
+                return {"refused": False, "error": f"ErrorFrame {exc.status}: {exc.detail[:200]}"}
+            if frame:
+                self._keep(frame)
         raise TimeoutError(f"no end of the turn within {timeout:.0f} s")
 
     def barge_in(self, audio: np.ndarray) -> dict[str, Any]:
         self.received = []
         self.speak(audio)
-        self._expect("TTSAudioFrame")
+        self.expect(TTSAudioFrame)
         sent = time.time()
-        self.ws.send(json.dumps({"type": "StartInterruptionFrame"}))
-        acknowledged, _ = self._expect("StartInterruptionFrame")
+        self.live.interrupt()
+        acknowledged, _ = self.expect(StartInterruptionFrame)
         settle = time.time() + 1.5
         while time.time() < settle:
-            self._drain()
+            self.drain()
             time.sleep(0.05)
-        audio_after = [t for t, f in self.received if f["type"] == "TTSAudioFrame" and t > sent]
+        audio_after = [t for t, f in self.received if isinstance(f, TTSAudioFrame) and t > sent]
         return {
             "acknowledged_s": acknowledged - sent,
             "stop_latency_s": max(audio_after, default=sent) - sent,
@@ -193,10 +177,8 @@ def main(argv: list[str] | None = None) -> None:
 
     questions = [decode(speak(q)).samples for q in QUESTIONS]
     stories = [decode(speak(story)).samples for story in STORIES]
-    with connect(
-        url.replace("http://", "ws://") + "/v1/conversations/ws", max_size=None, additional_headers=auth_headers()
-    ) as ws:
-        live = LiveSession(ws, args.cluster)
+    with OmniServeClient(url) as client, client.live(cluster=args.cluster) as session:
+        live = TimedSession(session)
         with console.status("warming up"):
             live.turn(questions[0])
         turns, barge_ins = [], []

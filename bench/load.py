@@ -27,12 +27,11 @@ import numpy as np
 import psutil
 from rich.console import Console
 from rich.table import Table
-from websockets.sync.client import connect
 
-from bench.live import QUESTIONS, LiveSession
+from bench.live import QUESTIONS, TimedSession
 from bench.report import machine, save_json
 from bench.speech import speak
-from client.api import auth_headers
+from client.api import OmniServeClient, auth_headers
 from graphs.launch import serve_locally
 from omniwire.audio import decode
 
@@ -81,10 +80,9 @@ def http_client(url: str, cluster: str, wav: list[bytes], until: float, tally: T
 
 
 def live_client(url: str, cluster: str, questions: list[np.ndarray], until: float, tally: Tally) -> None:
-    ws_url = url.replace("http://", "ws://") + "/v1/conversations/ws"
     try:
-        with connect(ws_url, max_size=None, additional_headers=auth_headers()) as ws:
-            live = LiveSession(ws, cluster)
+        with OmniServeClient(url) as client, client.live(cluster=cluster) as session:
+            live = TimedSession(session)
             i = 0
             while time.time() < until:
                 live.received = []

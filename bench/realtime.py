@@ -21,93 +21,75 @@ speech, for the first audio over the whole reply these replies allow.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from websockets.sync.client import connect
 
 from bench.answers import Answered, answer_summary, describe
 from bench.eval_set import KINDS, spoken_questions
+from bench.live import TimedSession
 from bench.report import machine, save_json, word_errors
 from bench.rubric import score_reply, summarise
 from bench.speech import speech_end
-from client.api import auth_headers
+from client.api import OmniServeClient
+from client.audio import CHUNK_S
 from graphs.app import parse_args
 from graphs.launch import read_config, serve_locally
 from graphs.live.vad import Pause, SpeechSegmenter, VADSettings
 from graphs.observability.latency import spread
-from omniwire.audio import decode, to_pcm16
+from omniwire.audio import decode
+from omniwire.frames import (
+    EndFrame,
+    ErrorFrame,
+    LLMTextFrame,
+    MetricsFrame,
+    StartInterruptionFrame,
+    TranscriptionFrame,
+    TTSAudioFrame,
+)
 
 DEFAULT_CLUSTER = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
-CHUNK_S = 0.02
 RATE = 16_000
 
 
-def live_turn(url: str, cluster: str, samples: np.ndarray, silence_s: float = 2.0) -> dict[str, Any]:
+def live_turn(client: OmniServeClient, cluster: str, samples: np.ndarray, silence_s: float = 2.0) -> dict[str, Any]:
     """One question over the WebSocket at real-time pace; the frames back, and the client's clock."""
-    ws_url = url.replace("http://", "ws://") + "/v1/conversations/ws"
-    audio = np.concatenate([samples, np.zeros(int(RATE * silence_s), np.float32)])
-    ends_at = speech_end(samples)
-    frames: list[tuple[float, dict]] = []
-    with connect(ws_url, max_size=None, additional_headers=auth_headers()) as ws:
-        ws.send(json.dumps({"type": "StartFrame", "cluster": cluster}))
-        step = int(RATE * CHUNK_S)
-        t0 = time.perf_counter()
-        wall0 = time.time()
-        for i, start in enumerate(range(0, len(audio), step)):
-            ws.send(to_pcm16(audio[start : start + step]))
-            time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))
-            frames += _drain(ws, 0)
-        deadline = time.time() + 120
-        while not any(f["type"] in ("EndFrame", "ErrorFrame") and f.get("turn") for _, f in frames):
-            frames += _drain(ws, max(deadline - time.time(), 0.01))
-            if time.time() > deadline:
-                raise TimeoutError("no EndFrame within 120 s")
-    ended = wall0 + ends_at
-    heard = " ".join(f["text"] for _, f in frames if f["type"] == "TranscriptionFrame")
+    with client.live(cluster=cluster) as live:
+        session = TimedSession(live)
+        ended = session.speak(samples, silence_s)
+        session.expect(EndFrame, where=lambda f: f.turn)
+    frames = session.received
+    heard = " ".join(f.text for _, f in frames if isinstance(f, TranscriptionFrame))
     # A turn committed at a pause and then spoken over (the user went on) is not the one measured.
-    starts = [i for i, (_, f) in enumerate(frames) if f["type"] == "StartInterruptionFrame"]
+    starts = [i for i, (_, f) in enumerate(frames) if isinstance(f, StartInterruptionFrame)]
     frames = frames[starts[-1] + 1 :] if starts else frames
-    first_audio = next((t for t, f in frames if f["type"] == "TTSAudioFrame"), None)
-    end = next((f for _, f in frames if f["type"] == "EndFrame" and f.get("turn")), None)
+    first_audio = next((t for t, f in frames if isinstance(f, TTSAudioFrame)), None)
+    end = next((f for _, f in frames if isinstance(f, EndFrame) and f.turn), None)
     if first_audio is None or end is None:  # nothing heard, or the turn failed: a miss, with what was said
-        error = next((f for _, f in frames if f["type"] == "ErrorFrame"), end or {})
+        error = next((f for _, f in frames if isinstance(f, ErrorFrame)), end)
         return {
-            "status": error.get("status") or "no reply",
-            "error": error.get("error"),
+            "status": getattr(error, "status", None) or "no reply",
+            "error": getattr(error, "error", None),
             "client_first_audio_s": None,
             "server": None,
             "transcript": heard,
             "reply": "",
         }
-    metrics = next(f["metrics"] for _, f in frames if f["type"] == "MetricsFrame" and f["stage"] is None)
+    metrics = next(f.metrics for _, f in frames if isinstance(f, MetricsFrame) and f.stage is None)
     return {
-        "track_id": end["track_id"],
-        "turn": end["turn"],
-        "status": end["status"],
+        "track_id": end.track_id,
+        "turn": end.turn,
+        "status": end.status,
         "client_first_audio_s": first_audio - ended,
         "server": metrics,
         "transcript": heard,
-        "reply": "".join(f["text"] for _, f in frames if f["type"] == "LLMTextFrame").strip(),
+        "reply": "".join(f.text for _, f in frames if isinstance(f, LLMTextFrame)).strip(),
     }
-
-
-def _drain(ws, timeout: float) -> list[tuple[float, dict]]:
-    out = []
-    while True:
-        try:
-            message = ws.recv(timeout=timeout)
-        except TimeoutError:
-            return out
-        out.append((time.time(), json.loads(message)))
-        timeout = 0
 
 
 def stage_breakdown(tasks: list[dict[str, Any]]) -> dict[str, float]:
@@ -241,11 +223,11 @@ def main(argv: list[str] | None = None) -> None:
     )[: args.limit]
     url = args.url or serve_locally(args.config)
     turns = []
-    with httpx.Client(base_url=url, timeout=60, headers=auth_headers()) as http:
-        live_turn(url, args.cluster, decode(questions[0][1]).samples)  # warm every replica once
+    with OmniServeClient(url, timeout=60) as client:
+        live_turn(client, args.cluster, decode(questions[0][1]).samples)  # warm every replica once
         for question, wav in questions:
             samples = decode(wav).samples
-            turn = live_turn(url, args.cluster, samples)
+            turn = live_turn(client, args.cluster, samples)
             turn.update(
                 question=question.question.id,
                 kind=question.question.kind,
@@ -254,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
                 rubric=score_reply(question.question, turn["reply"]).__dict__,
             )
             if turn["server"] is not None:
-                track = http.get(f"/v1/tracks/{turn['track_id']}").json()["tasks"]
+                track = client.track(turn["track_id"])["tasks"]
                 tasks = [t for t in track if t["turn"] == turn["turn"]]
                 turn.update(stages=stage_breakdown(tasks), chunks=spoken_chunks(tasks))
             turns.append(turn)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import numpy as np
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from omniwire.frames import EndFrame, ErrorFrame, Frame, StartFrame, from_wire
+from client.audio import CHUNK_S, RealTimePace
+from omniwire.audio import to_pcm16
+from omniwire.frames import EndFrame, ErrorFrame, Frame, StartFrame, StartInterruptionFrame, from_wire
 
 
 class OmniServeError(RuntimeError):
@@ -103,8 +107,9 @@ class OmniServeClient:
         sample_rate: int = 16_000,
         allow_interruptions: bool = True,
         vad: dict[str, Any] | None = None,
-    ) -> LiveConnection:
-        """Open a live conversation; its opening StartFrame (with the track id) is `.start`."""
+    ) -> LiveSession:
+        """Open a live conversation; its opening StartFrame (with the track id) is `.start`, and a
+        fatal ErrorFrame in its place raises OmniServeError."""
         opening: dict[str, Any] = {
             "type": "StartFrame",
             "sample_rate": sample_rate,
@@ -123,7 +128,7 @@ class OmniServeClient:
             raise OmniServeError(exc.response.status_code, f"the WebSocket was refused: {exc}") from None
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise ServerUnreachable(self.url, _reason(exc)) from None
-        return LiveConnection(ws, opening)
+        return LiveSession(ws, opening)
 
     def track(self, track_id: str) -> dict[str, Any]:
         return self._json(self._request("GET", f"/v1/tracks/{track_id}"))
@@ -179,7 +184,7 @@ class OmniServeClient:
         raise OmniServeError(response.status_code, str(detail), body, retry_after_s)
 
 
-class LiveConnection:
+class LiveSession:
     """A live conversation's WebSocket: PCM16 audio out, frames in (see graphs/live/session.py for the protocol).
 
     Sending (from one thread) and receiving (from another) may happen at the same time.
@@ -188,6 +193,7 @@ class LiveConnection:
     def __init__(self, ws: ClientConnection, opening: dict[str, Any]):
         self._closing = contextlib.ExitStack()
         self.ws = self._closing.enter_context(ws)
+        self.sample_rate: int = opening["sample_rate"]
         try:
             ws.send(json.dumps(opening))
             first = self.receive(timeout=60)
@@ -199,7 +205,7 @@ class LiveConnection:
             raise ConnectionError(f"the server opened with {type(first).__name__}, not a StartFrame")
         self.start: StartFrame = first
 
-    def __enter__(self) -> LiveConnection:
+    def __enter__(self) -> LiveSession:
         return self
 
     def __exit__(self, *_exc) -> None:
@@ -210,6 +216,25 @@ class LiveConnection:
 
     def send_frame(self, frame: Frame) -> None:
         self.ws.send(json.dumps(frame.to_wire()))
+
+    def speak(self, samples: np.ndarray, between: Callable[[], None] | None = None) -> float:
+        """Speaks a recording (float32 mono at the session's sample rate) into the conversation at
+        real-time pace: chunks of CHUNK_S, each sent as its span begins, `between()` called after
+        each; returns when (time.time()) it began: what the recording holds at `s` seconds is said then + s."""
+        step = round(self.sample_rate * CHUNK_S)
+        pace = RealTimePace(step / self.sample_rate)
+        pace.start()
+        began = time.time()
+        for start in range(0, len(samples), step):
+            self.send_audio(to_pcm16(samples[start : start + step]))
+            pace.wait()
+            if between is not None:
+                between()
+        return began
+
+    def interrupt(self) -> None:
+        """Stop the reply now, as speaking over it would."""
+        self.send_frame(StartInterruptionFrame())
 
     def receive(self, timeout: float | None = None) -> Frame | None:
         """The next frame, None if none came within `timeout`; a fatal ErrorFrame raises OmniServeError."""

@@ -44,6 +44,26 @@ def _sounddevice():
     return sounddevice
 
 
+class RealTimePace:
+    """Real-time pace for recorded audio, as a microphone or a sound card keeps it: the n-th `wait`
+    after `start` returns n chunk lengths after it, however long the work between took."""
+
+    def __init__(self, chunk_s: float):
+        self.chunk_s = chunk_s
+        self._started: float | None = None  # time.perf_counter()
+        self._chunks = 0
+
+    def start(self) -> None:
+        self._started, self._chunks = time.perf_counter(), 0
+
+    def wait(self) -> None:
+        """Until one chunk length more has passed; the first call starts the clock if `start` was not called."""
+        if self._started is None:
+            self.start()
+        self._chunks += 1
+        time.sleep(max(0.0, self._started + self._chunks * self.chunk_s - time.perf_counter()))
+
+
 class AudioSource(ABC):
     """Microphone audio: PCM16 mono chunks of `chunk_samples` at `rate`, each handed out once spoken."""
 
@@ -97,8 +117,7 @@ class FileSource(AudioSource):
         self._current: np.ndarray | None = None
         self._position = 0
         self._ended_at: float | None = None  # when the previous utterance ended
-        self._clock: float | None = None
-        self._chunks_read = 0
+        self._pace = RealTimePace(self.chunk_s)
         self._silence = bytes(2 * self.chunk_samples)
         self._stopped = False
 
@@ -107,7 +126,8 @@ class FileSource(AudioSource):
         return np.concatenate([samples, np.zeros(-len(samples) % self.chunk_samples, np.float32)])
 
     def start(self) -> None:
-        self._clock, self._stopped = time.perf_counter(), False
+        self._pace.start()
+        self._stopped = False
 
     def stop(self) -> None:
         self._stopped = True
@@ -115,11 +135,8 @@ class FileSource(AudioSource):
     def read(self) -> bytes:
         if self._stopped:
             return b""
-        if self._clock is None:
-            self.start()
-        self._chunks_read += 1
         # A chunk exists once it has been spoken: the n-th is ready n chunk lengths after the start.
-        time.sleep(max(0.0, self._clock + self._chunks_read * self.chunk_s - time.perf_counter()))
+        self._pace.wait()
         if self._current is None and self._next < len(self.utterances):
             if self._ended_at is None or self.may_start(self._ended_at):
                 self._current, self._position = self.utterances[self._next], 0
@@ -331,11 +348,11 @@ class FileSink(AudioSink):
                 self._buffered.wait_for(lambda: self.playing or self._closed)
             if self._closed:
                 return
-            due = time.perf_counter()
+            pace = RealTimePace(block_s)
+            pace.start()
             while self.playing and not self._closed:
                 self._next_block(block_samples)
-                due += block_s
-                time.sleep(max(0.0, due - time.perf_counter()))
+                pace.wait()
 
     def close(self) -> None:
         self._closed = True

@@ -9,7 +9,7 @@ import time
 import numpy as np
 from websockets.exceptions import ConnectionClosed
 
-from client.api import LiveConnection
+from client.api import LiveSession
 from client.audio import AudioSink, AudioSource
 from client.camera import Camera
 from client.show import TurnView
@@ -60,7 +60,7 @@ class LiveTalk:
 
     def __init__(
         self,
-        live: LiveConnection,
+        live: LiveSession,
         source: AudioSource,
         sink: AudioSink,
         view: TurnView,

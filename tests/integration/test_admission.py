@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from bench.speech import speak
+from omniwire.frames import EndFrame, ErrorFrame, Frame
 from tests.integration.conftest import AUTH
 from tests.integration.test_conversation import _task_count
 from tests.integration.test_streaming import LiveClient, is_type
@@ -71,7 +72,6 @@ def test_a_live_turn_is_refused_with_an_error_frame_while_the_models_are_full(se
 
     # One filler more than can be admitted, so a finished turn's place is taken at once.
     with ThreadPoolExecutor(ADMITTED + 1) as fillers, LiveClient(server, cluster=CLUSTER) as client:
-        client.wait_for(is_type("StartFrame"))
         filled = [fillers.submit(keep_full) for _ in range(ADMITTED + 1)]
         # A busy machine can take its time to start the fillers' turns: what is waited for is that they are.
         deadline = time.time() + 120
@@ -82,24 +82,22 @@ def test_a_live_turn_is_refused_with_an_error_frame_while_the_models_are_full(se
             error = refused_question(client)
         finally:
             refused_live.set()
-        assert error["status"] == 503 and error["retry_after_s"] >= 1 and not error["fatal"]
-        assert "admission.max_wait_s" in error["error"]
+        assert error.status == 503 and error.retry_after_s >= 1 and not error.fatal
+        assert "admission.max_wait_s" in error.error
         statuses = [status for future in filled for status in future.result()]
         assert set(statuses) <= {200, 503} and statuses.count(200) >= ADMITTED, statuses
         # The session goes on: the next question is answered.
         seen = len(client.frames)
         client.speak("What is two plus two?")
-        end = client.wait_for(
-            lambda frame: is_type("EndFrame")(frame) and frame_after(client, frame, seen), timeout=120
-        )
-        assert end["status"] == "completed"
+        end = client.wait_for(lambda frame: is_type(EndFrame)(frame) and frame_after(client, frame, seen), timeout=120)
+        assert end.status == "completed"
 
 
-def frame_after(client: LiveClient, frame: dict, seen: int) -> bool:
+def frame_after(client: LiveClient, frame: Frame, seen: int) -> bool:
     return any(f is frame for _, f in client.frames[seen:])
 
 
-def refused_question(client: LiveClient, tries: int = 5) -> dict:
+def refused_question(client: LiveClient, tries: int = 5) -> ErrorFrame:
     """The ErrorFrame a live question gets while the fillers keep the models full. Between one filler's
     turn and the next a place is free for a moment (longer on a busy machine), and a question whose
     turn is asked for then is rightly admitted: it is answered, and asked again, a few times at most."""
@@ -108,9 +106,9 @@ def refused_question(client: LiveClient, tries: int = 5) -> dict:
         seen = len(client.frames)
         client.speak("What time is it?")
         outcome = client.wait_for(
-            lambda frame: frame["type"] in ("ErrorFrame", "EndFrame") and frame_after(client, frame, seen), timeout=120
+            lambda frame: isinstance(frame, ErrorFrame | EndFrame) and frame_after(client, frame, seen), timeout=120
         )
-        if outcome["type"] == "ErrorFrame":
+        if isinstance(outcome, ErrorFrame):
             return outcome
-        answered.append(outcome.get("status"))
+        answered.append(outcome.status)
     raise AssertionError(f"{tries} live questions were all admitted while the models were full: {answered}")

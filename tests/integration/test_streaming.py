@@ -7,57 +7,65 @@ import time
 
 import numpy as np
 import pytest
-from websockets.sync.client import connect
 
 from bench.speech import speak
-from omniwire.audio import decode, to_pcm16
-from omniwire.frames import from_wire
-from tests.integration.conftest import AUTH
+from client.api import OmniServeClient, OmniServeError
+from omniwire.audio import decode
+from omniwire.frames import (
+    EndFrame,
+    Frame,
+    MetricsFrame,
+    StartFrame,
+    StartInterruptionFrame,
+    TranscriptionFrame,
+    TTSAudioFrame,
+)
+from tests.integration.conftest import API_KEY
 from tests.integration.test_conversation import post, stages_of, words
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"
-CHUNK_S = 0.02
 
 
 class LiveClient:
-    """A microphone and a speaker in a test: sends PCM16 in 20 ms chunks, keeps every frame received."""
+    """A microphone and a speaker in a test: the client's live session, speaking at real-time pace,
+    with every frame received kept (the session's StartFrame first) and when it arrived."""
 
     def __init__(self, server, **start):
-        self.url = server.url.replace("http://", "ws://") + "/v1/conversations/ws"
-        self.start = start
-        self.frames: list[tuple[float, dict]] = []
+        self.url = server.url
+        self.options = start
+        self.frames: list[tuple[float, Frame]] = []
         self.lock = threading.Condition()
 
     def __enter__(self):
-        self.ws = connect(self.url, max_size=None, additional_headers=AUTH).__enter__()
-        self.ws.send(json.dumps({"type": "StartFrame", **self.start}))
+        self.client = OmniServeClient(self.url, api_key=API_KEY)
+        try:
+            self.session = self.client.live(**self.options)
+        except BaseException:
+            self.client.__exit__()
+            raise
+        self.frames.append((time.time(), self.session.start))
         threading.Thread(target=self._receive, daemon=True).start()
         return self
 
     def __exit__(self, *exc):
-        self.ws.__exit__(*exc)
+        self.session.close()
+        self.client.__exit__()
 
     def _receive(self):
         try:
-            for message in self.ws:
-                with self.lock:
-                    self.frames.append((time.time(), json.loads(message)))
-                    self.lock.notify_all()
+            while True:
+                if frame := self.session.receive():
+                    with self.lock:
+                        self.frames.append((time.time(), frame))
+                        self.lock.notify_all()
         except Exception:
             pass
 
     def speak(self, text: str, silence_after: float = 1.0):
         audio = np.concatenate([decode(speak(text)).samples, np.zeros(int(16_000 * silence_after), np.float32)])
-        self.stream(audio)
+        self.session.speak(audio)
 
-    def stream(self, audio: np.ndarray):
-        step = int(16_000 * CHUNK_S)
-        t0 = time.perf_counter()
-        for i, start in enumerate(range(0, len(audio), step)):
-            self.ws.send(to_pcm16(audio[start : start + step]))
-            time.sleep(max(0.0, t0 + (i + 1) * CHUNK_S - time.perf_counter()))  # real-time pace
-
-    def wait_for(self, predicate, timeout=60.0) -> dict:
+    def wait_for(self, predicate, timeout=60.0) -> Frame:
         deadline = time.time() + timeout
         with self.lock:
             while True:
@@ -65,10 +73,10 @@ class LiveClient:
                     if predicate(frame):
                         return frame
                 left = deadline - time.time()
-                assert left > 0, f"no such frame in {[f['type'] for _, f in self.frames]}"
+                assert left > 0, f"no such frame in {self.types()}"
                 self.lock.wait(left)
 
-    def wait_for_all(self, predicate, count: int, timeout=90.0) -> list[dict]:
+    def wait_for_all(self, predicate, count: int, timeout=90.0) -> list[Frame]:
         deadline = time.time() + timeout
         with self.lock:
             while True:
@@ -76,34 +84,38 @@ class LiveClient:
                 if len(found) >= count:
                     return found
                 left = deadline - time.time()
-                assert left > 0, f"{len(found)} of {count} such frames in {[f['type'] for _, f in self.frames]}"
+                assert left > 0, f"{len(found)} of {count} such frames in {self.types()}"
                 self.lock.wait(left)
 
     def types(self) -> list[str]:
         with self.lock:
-            return [f["type"] for _, f in self.frames]
+            return [type(f).__name__ for _, f in self.frames]
 
 
-def is_type(kind, **fields):
-    return lambda f: f["type"] == kind and all(f.get(k) == v for k, v in fields.items())
+def is_type(kind: type[Frame], **fields):
+    return lambda f: isinstance(f, kind) and all(getattr(f, k) == v for k, v in fields.items())
+
+
+def is_turn_metrics(frame: Frame) -> bool:
+    return isinstance(frame, MetricsFrame) and frame.stage is None
 
 
 def test_a_live_turn_streams_its_reply(server):
     with LiveClient(server, cluster=CLUSTER) as client:
-        start = client.wait_for(is_type("StartFrame"))
-        assert start["track_id"].startswith(f"T-{CLUSTER}-") and start["allow_interruptions"]
+        start = client.session.start
+        assert start.track_id.startswith(f"T-{CLUSTER}-") and start.allow_interruptions
         client.speak("What is the capital city of France?")
-        end = client.wait_for(is_type("EndFrame"))
-        assert end["status"] == "completed" and end["turn"] == 1 and end["reply_audio_url"]
+        end = client.wait_for(is_type(EndFrame))
+        assert end.status == "completed" and end.turn == 1 and end.reply_audio_url
         types = client.types()
-        transcript = client.wait_for(is_type("TranscriptionFrame"))
-        assert {"capital", "france"} <= words(transcript["text"])
+        transcript = client.wait_for(is_type(TranscriptionFrame))
+        assert {"capital", "france"} <= words(transcript.text)
         assert types.count("TTSAudioFrame") >= 2 and types.index("TTSAudioFrame") < types.index("EndFrame")
-        turn = client.wait_for(lambda f: f["type"] == "MetricsFrame" and f["stage"] is None)["metrics"]
+        turn = client.wait_for(is_turn_metrics).metrics
         assert 0 < turn["time_to_first_audio_s"] < turn["total_reply_s"]
-        stages = {f["stage"] for _, f in client.frames if f["type"] == "MetricsFrame" and f["stage"]}
+        stages = {f.stage for _, f in client.frames if isinstance(f, MetricsFrame) and f.stage}
         assert stages == {"speech_to_text", "emotion_detection", "hf_llm", "text_to_speech"}
-    tasks = server.http.get(f"/v1/tracks/{start['track_id']}").json()["tasks"]
+    tasks = server.http.get(f"/v1/tracks/{start.track_id}").json()["tasks"]
     assert [t["status"] for t in tasks] == ["completed"] * 4
     llm = [t for t in tasks if t["task_name"] == "hf_llm"][0]["latency_profile"]
     assert 0 < llm["ttfb_s"] <= llm["processing_s"]
@@ -111,12 +123,12 @@ def test_a_live_turn_streams_its_reply(server):
 
 def test_speaking_over_a_reply_stops_it(server):
     with LiveClient(server, cluster=CLUSTER) as client:
-        start = client.wait_for(is_type("StartFrame"))
+        start = client.session.start
         client.speak("Tell me a long story about a brave dragon who lived in the mountains.")
-        client.wait_for(is_type("TTSAudioFrame"))
+        client.wait_for(is_type(TTSAudioFrame))
         client.speak("Stop, tell me about the weather instead.")
-        client.wait_for(is_type("StartInterruptionFrame"))
-        answered = client.wait_for(is_type("EndFrame"), timeout=90)
+        client.wait_for(is_type(StartInterruptionFrame))
+        answered = client.wait_for(is_type(EndFrame), timeout=90)
     types = client.types()
     interruption = types.index("StartInterruptionFrame")
     second_turn = types.index("StartFrame", interruption)
@@ -124,11 +136,11 @@ def test_speaking_over_a_reply_stops_it(server):
     assert "EndFrame" not in types[:interruption], "the first reply was cut short"
     assert "ErrorFrame" not in types, "an interruption is not an error"
 
-    first = stages_of(server, start["track_id"], 1)
+    first = stages_of(server, start.track_id, 1)
     assert first["hf_llm"]["status"] in ("completed", "cancelled"), first["hf_llm"]["error"]
     assert first["text_to_speech"]["status"] == "cancelled"
     heard = heard_of(first["text_to_speech"]["result_profile"])
-    second = stages_of(server, start["track_id"], answered["turn"])
+    second = stages_of(server, start.track_id, answered.turn)
     assert all(t["status"] == "completed" for t in second.values())
     assert {"weather"} <= words(second["speech_to_text"]["result_profile"]["transcript"])
     assert second["hf_llm"]["result_profile"]["history_messages"] == (2 if heard else 0)
@@ -148,45 +160,45 @@ def test_speaking_over_a_reply_still_being_heard_stops_it(server):
     still plays it, and speaking over it then stops it too."""
     with LiveClient(server, cluster="CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION") as client:
         client.speak("What is the capital city of France?")
-        ended = client.wait_for(is_type("EndFrame"))
+        ended = client.wait_for(is_type(EndFrame))
         with client.lock:
-            audio = [(t, f) for t, f in client.frames if f["type"] == "TTSAudioFrame"]
-        heard_until = audio[0][0] + sum(from_wire(f).seconds for _, f in audio)
+            audio = [(t, f) for t, f in client.frames if isinstance(f, TTSAudioFrame)]
+        heard_until = audio[0][0] + sum(f.seconds for _, f in audio)
         assert time.time() < heard_until - 1.0, "the reply is still being heard"
         client.speak("And what about Spain?")
-        client.wait_for(is_type("StartInterruptionFrame"))
-        answered = client.wait_for(lambda f: f["type"] == "EndFrame" and f["turn"] > ended["turn"])
+        client.wait_for(is_type(StartInterruptionFrame))
+        answered = client.wait_for(lambda f: isinstance(f, EndFrame) and f.turn > ended.turn)
     types = client.types()
     interruption = types.index("StartInterruptionFrame")
     assert types.index("EndFrame") < interruption < types.index("StartFrame", interruption)
-    assert answered["status"] == "completed"
-    first = stages_of(server, ended["track_id"], ended["turn"])
+    assert answered.status == "completed"
+    first = stages_of(server, ended.track_id, ended.turn)
     assert first["text_to_speech"]["status"] == "completed", "its speech was all made"
     heard = heard_of(first["text_to_speech"]["result_profile"])
     assert len(heard.split()) < len(first["text_to_speech"]["result_profile"]["spoken_text"].split())
-    second = stages_of(server, ended["track_id"], answered["turn"])
+    second = stages_of(server, ended.track_id, answered.turn)
     assert second["quantization_llm"]["result_profile"]["history_messages"] == (2 if heard else 0)
 
 
 def test_a_session_can_turn_interruptions_off(server):
     with LiveClient(server, cluster=CLUSTER, allow_interruptions=False) as client:
         client.speak("Tell me a long story about a brave dragon who lived in the mountains.")
-        client.wait_for(is_type("TTSAudioFrame"))
+        client.wait_for(is_type(TTSAudioFrame))
         client.speak("Stop, tell me about the weather instead.")
-        ends = client.wait_for_all(is_type("EndFrame"), 2)
+        ends = client.wait_for_all(is_type(EndFrame), 2)
     assert "StartInterruptionFrame" not in client.types()
-    assert [e["status"] for e in ends] == ["completed", "completed"], "the reply was heard out"
+    assert [e.status for e in ends] == ["completed", "completed"], "the reply was heard out"
 
 
 def test_an_interrupt_frame_stops_the_reply_at_once(server):
     with LiveClient(server, cluster=CLUSTER) as client:
         client.speak("Tell me a long story about a brave dragon who lived in the mountains.")
-        client.wait_for(is_type("TTSAudioFrame"))
+        client.wait_for(is_type(TTSAudioFrame))
         sent = time.time()
-        client.ws.send(json.dumps({"type": "StartInterruptionFrame"}))
-        client.wait_for(is_type("StartInterruptionFrame"))
+        client.session.interrupt()
+        client.wait_for(is_type(StartInterruptionFrame))
         time.sleep(1.0)
-    arrivals = [(t, f["type"]) for t, f in client.frames]
+    arrivals = [(t, type(f).__name__) for t, f in client.frames]
     stopped = next(t for t, kind in arrivals if kind == "StartInterruptionFrame")
     assert stopped - sent < 2.0
     assert all(kind != "TTSAudioFrame" for t, kind in arrivals if t > stopped)
@@ -194,9 +206,9 @@ def test_an_interrupt_frame_stops_the_reply_at_once(server):
 
 
 def test_a_bad_opening_is_refused_with_the_reason(server):
-    with LiveClient(server, cluster="CLUSTER_NOPE") as client:
-        error = client.wait_for(is_type("ErrorFrame"))
-    assert error["status"] == 404 and error["fatal"] and "unknown cluster 'CLUSTER_NOPE'" in error["error"]
+    with pytest.raises(OmniServeError) as refused, LiveClient(server, cluster="CLUSTER_NOPE"):
+        pass
+    assert refused.value.status == 404 and "unknown cluster 'CLUSTER_NOPE'" in refused.value.detail
 
 
 @pytest.mark.parametrize("accept", ["application/x-ndjson", "text/event-stream"])
@@ -233,18 +245,18 @@ def test_a_reply_started_on_a_pause_is_dropped_when_the_user_goes_on(server):
     gap = np.zeros(int(16_000 * 0.6), np.float32)
     vad = {"end_of_turn": False, "min_silence_ms": 1500}  # only the stop time ends this turn
     with LiveClient(server, cluster=CLUSTER, vad=vad) as client:
-        start = client.wait_for(is_type("StartFrame"))
-        client.stream(np.concatenate([first, gap, rest, np.zeros(int(16_000 * 1.8), np.float32)]))
-        end = client.wait_for(is_type("EndFrame"))
-        assert end["status"] == "completed"
-    starts = [f for _, f in client.frames if f["type"] == "StartFrame"]
+        start = client.session.start
+        client.session.speak(np.concatenate([first, gap, rest, np.zeros(int(16_000 * 1.8), np.float32)]))
+        end = client.wait_for(is_type(EndFrame))
+        assert end.status == "completed"
+    starts = [f for _, f in client.frames if isinstance(f, StartFrame)]
     assert len(starts) == 2, "the dropped turn sent nothing: only the session's and the answered turn's StartFrame"
-    track = server.http.get(f"/v1/tracks/{start['track_id']}").json()
+    track = server.http.get(f"/v1/tracks/{start.track_id}").json()
     dropped = [t for t in track["tasks"] if t["turn"] == 1]
     assert dropped and all(t["status"] == "cancelled" for t in dropped)
     assert all(t["error"] == "cancelled: the user went on speaking after a pause" for t in dropped)
     assert all(t["result_profile"].get("discarded") for t in dropped)
-    answered = stages_of(server, start["track_id"], end["turn"])
+    answered = stages_of(server, start.track_id, end.turn)
     assert {"capital", "france"} <= words(answered["speech_to_text"]["result_profile"]["transcript"])
     assert answered["hf_llm"]["result_profile"]["history_messages"] == 0, "the dropped turn is not history"
 
@@ -252,8 +264,8 @@ def test_a_reply_started_on_a_pause_is_dropped_when_the_user_goes_on(server):
 def test_the_end_of_turn_model_ends_a_finished_question_before_the_stop_time(server):
     with LiveClient(server, cluster=CLUSTER, vad={"min_silence_ms": 3000}) as client:
         client.speak("What is the capital city of France?", silence_after=0.2)
-        client.wait_for(is_type("TTSAudioFrame"), timeout=20)
-        turn = client.wait_for(lambda f: f["type"] == "MetricsFrame" and f["stage"] is None)["metrics"]
+        client.wait_for(is_type(TTSAudioFrame), timeout=20)
+        turn = client.wait_for(is_turn_metrics).metrics
     assert turn["end_of_turn_probability"] >= 0.5
     assert turn["turn_committed_after_s"] < 2.0, "well before the 3 s stop time, even on a busy machine"
     assert turn["time_to_first_audio_s"] >= turn["turn_committed_after_s"], "no audio before the turn is over"
@@ -264,14 +276,14 @@ def test_a_conversations_history_is_read_while_the_user_speaks(server):
     as soon as the user starts speaking, so the turn itself reads only their words."""
     cluster = "CLUSTER_Q_NO_EMOTION_ETE_CONVERSATION"
     with LiveClient(server, cluster=cluster) as client:
-        start = client.wait_for(is_type("StartFrame"))
+        start = client.session.start
         client.speak("What is the capital city of France?")
-        client.wait_for(is_type("EndFrame"))
+        client.wait_for(is_type(EndFrame))
         other = post(server, speak("How many days are in a week?"), cluster=cluster)
         assert other.status_code == 200, other.text
         client.speak("What is a famous museum there?")
-        client.wait_for_all(is_type("EndFrame"), 2)
-    llm = stages_of(server, start["track_id"], 2)["quantization_llm"]
+        client.wait_for_all(is_type(EndFrame), 2)
+    llm = stages_of(server, start.track_id, 2)["quantization_llm"]
     assert llm["status"] == "completed" and llm["result_profile"]["history_messages"] == 2
     profile = llm["result_profile"]
     assert profile["prompt_tokens"] - profile["cached_prompt_tokens"] <= 20, profile
