@@ -16,7 +16,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from client.audio import CHUNK_S, RealTimePace
 from omniwire.audio import to_pcm16
-from omniwire.frames import EndFrame, ErrorFrame, Frame, StartFrame, StartInterruptionFrame, from_wire
+from omniwire.frames import EndFrame, ErrorFrame, Frame, StartFrame, StartInterruptionFrame, WireReader, from_wire
 
 
 class OmniServeError(RuntimeError):
@@ -194,6 +194,7 @@ class LiveSession:
         self._closing = contextlib.ExitStack()
         self.ws = self._closing.enter_context(ws)
         self.sample_rate: int = opening["sample_rate"]
+        self._reader = WireReader()  # reply audio comes as a binary message after its frame's header
         try:
             ws.send(json.dumps(opening))
             first = self.receive(timeout=60)
@@ -238,13 +239,24 @@ class LiveSession:
 
     def receive(self, timeout: float | None = None) -> Frame | None:
         """The next frame, None if none came within `timeout`; a fatal ErrorFrame raises OmniServeError."""
-        try:
-            message = self.ws.recv(timeout=timeout)
-        except TimeoutError:
-            return None
-        except ConnectionClosed as exc:
-            raise ConnectionError(f"the server closed the conversation ({exc})") from None
-        frame = _parse_frame(message)
+        while True:
+            try:
+                message = self.ws.recv(timeout=timeout)
+            except TimeoutError:
+                return None
+            except ConnectionClosed as exc:
+                raise ConnectionError(f"the server closed the conversation ({exc})") from None
+            if isinstance(message, bytes):
+                frame = self._reader.binary(message)
+                break
+            if not message.strip():
+                continue
+            try:
+                frame = self._reader.text(json.loads(message))
+            except ValueError:  # a frame type this client does not know
+                continue
+            if frame is not None:  # None: its audio is the next message
+                break
         if isinstance(frame, ErrorFrame) and frame.fatal:
             raise OmniServeError(frame.status, frame.error, retry_after_s=frame.retry_after_s)
         return frame

@@ -6,7 +6,10 @@ end, sync) mark a turn's shape; data frames carry audio, images and text.
 
 On the wire every frame is one JSON object, `{"type": "<FrameClass>", ...fields}`. Audio is
 16-bit little-endian PCM; in JSON it is base64 under "audio". Over the WebSocket a client may
-also send its microphone audio as binary messages of raw PCM16 mono at 16 kHz.
+also send its microphone audio as binary messages of raw PCM16 mono at 16 kHz, and the server sends
+reply audio the same way: the frame's JSON without its audio, saying `"binary": "audio"`, then the
+audio as the next (binary) message (`to_wire_binary`, `WireReader`); a third fewer bytes than base64,
+and no decoding.
 """
 
 from __future__ import annotations
@@ -189,11 +192,45 @@ def from_wire(data: dict[str, Any]) -> Frame:
     for f in fields(cls):
         if f.name in data:
             value = data[f.name]
-            values[f.name] = base64.b64decode(value) if f.type == "bytes" else value
+            values[f.name] = base64.b64decode(value) if f.type == "bytes" and isinstance(value, str) else value
     try:
         return cls(**values)
     except TypeError as exc:
         raise ValueError(f"{kind}: {exc}") from None
+
+
+def to_wire_binary(frame: Frame) -> tuple[dict[str, Any], bytes | None]:
+    """A frame as the WebSocket sends it: the JSON header and, for audio, the binary message that follows."""
+    audio = getattr(frame, "audio", None)
+    if not isinstance(audio, bytes):
+        return frame.to_wire(), None
+    header = {"type": type(frame).__name__, **{k: v for k, v in asdict(frame).items() if k != "audio"}}
+    return {**header, "binary": "audio"}, audio
+
+
+class WireReader:
+    """Frames from a WebSocket's messages, in order: a header that says `"binary"` waits for the binary
+    message after it, which holds that field."""
+
+    def __init__(self) -> None:
+        self._header: dict[str, Any] | None = None
+
+    def text(self, data: dict[str, Any]) -> Frame | None:
+        """The frame of a JSON message; None while its binary part has yet to come."""
+        if self._header is not None:
+            raise ValueError(f"a {self._header.get('type')} header was not followed by its binary message")
+        if "binary" in data:
+            self._header = data
+            return None
+        return from_wire(data)
+
+    def binary(self, payload: bytes) -> Frame:
+        """The frame whose header came just before this binary message."""
+        if self._header is None:
+            raise ValueError("a binary message came with no frame header before it")
+        header, self._header = self._header, None
+        field_name = header.pop("binary")
+        return from_wire({**header, field_name: payload})
 
 
 class FrameQueue:

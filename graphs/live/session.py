@@ -49,6 +49,7 @@ from omniwire.frames import (
     StopInterruptionFrame,
     TTSAudioFrame,
     from_wire,
+    to_wire_binary,
 )
 
 logger = logging.getLogger("ray.serve")
@@ -92,6 +93,9 @@ class LiveSettings(BaseModel):
     enable_metrics: bool = True
     sample_rate: int = Field(16_000, ge=8_000, le=48_000)
     vad: VADSettings = VADSettings()
+    # Reply audio as binary messages after their frame's header (omniwire.frames.to_wire_binary); false:
+    # base64 inside the JSON, for a client that cannot take binary messages.
+    binary_audio: bool = True
 
 
 class TurnFacts(Protocol):
@@ -129,6 +133,7 @@ class LiveConversation:
         self.graph = graph
         self.new_turn = new_turn
         self.vad = settings.vad
+        self.binary_audio = settings.binary_audio
         self.sample_rate = settings.sample_rate
         self.cluster_allows_interruptions = cluster_allows_interruptions
         self.end_of_turn = services.end_of_turn if self.vad.end_of_turn else None
@@ -418,7 +423,10 @@ class LiveConversation:
     async def _send(self) -> None:
         while True:
             frame = await self.queue.get()
-            await self.ws.send_json(frame.to_wire())
+            header, audio = to_wire_binary(frame) if self.binary_audio else (frame.to_wire(), None)
+            await self.ws.send_json(header)
+            if audio is not None:
+                await self.ws.send_bytes(audio)
             if isinstance(frame, TTSAudioFrame):
                 self.playout.sent(self._audio_turns.pop(frame.seq, None), frame, time.time())
 

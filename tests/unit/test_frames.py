@@ -13,9 +13,12 @@ from omniwire.frames import (
     MetricsFrame,
     StartFrame,
     StartInterruptionFrame,
+    TextFrame,
     TranscriptionFrame,
     TTSAudioFrame,
+    WireReader,
     from_wire,
+    to_wire_binary,
 )
 
 
@@ -78,3 +81,24 @@ def test_system_frames_overtake_queued_data_frames():
 def test_frames_are_ordered_by_creation():
     a, b = Frame(), Frame()
     assert b.seq > a.seq and b.ts >= a.ts
+
+
+def test_reply_audio_goes_as_a_header_and_a_binary_message_and_reads_back_whole():
+    frame = TTSAudioFrame(audio=b"\x01\x02" * 800, sample_rate=22_050, sentence=2, text="Hello there.")
+    header, payload = to_wire_binary(frame)
+    assert header["binary"] == "audio" and "audio" not in header and payload == frame.audio
+    assert len(json.dumps(header)) < 200, "the header carries no audio"
+    reader = WireReader()
+    assert reader.text(json.loads(json.dumps(header))) is None
+    assert reader.binary(payload) == frame
+    assert isinstance(reader.text(TextFrame(text="hi").to_wire()), TextFrame)
+    assert to_wire_binary(TextFrame(text="hi"))[1] is None
+
+
+def test_a_binary_message_out_of_place_is_named():
+    reader = WireReader()
+    with pytest.raises(ValueError, match="no frame header"):
+        reader.binary(b"\x00\x00")
+    reader.text({**TTSAudioFrame(audio=b"", sample_rate=16_000).to_wire(), "binary": "audio"})
+    with pytest.raises(ValueError, match="not followed by its binary message"):
+        reader.text(TextFrame(text="hi").to_wire())

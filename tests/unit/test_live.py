@@ -1,6 +1,7 @@
 """The live session on its own: real speech and the real VAD in, a stand-in graph behind it."""
 
 import asyncio
+import json
 import threading
 import time
 
@@ -13,7 +14,7 @@ from graphs.live.session import LiveConversation, LiveSettings, SessionServices
 from graphs.live.vad import VADSettings
 from graphs.pipeline.turn import TurnFactory, TurnRequest
 from omniwire.audio import decode, to_pcm16
-from omniwire.frames import StartFrame, TTSAudioFrame
+from omniwire.frames import StartFrame, TTSAudioFrame, WireReader
 
 TRACK = "T-CLUSTER_TEST-" + "0" * 32
 
@@ -60,6 +61,16 @@ class _Graph:
                 self.two_turns.set()
             return _Stream()
         return asyncio.sleep(0)  # prepare_turn
+
+
+def receive_frame(ws, reader: WireReader):
+    """The next frame of a live session, its audio the binary message after its header."""
+    while True:
+        message = ws.receive()
+        if message.get("bytes") is not None:
+            return reader.binary(message["bytes"])
+        if (frame := reader.text(json.loads(message["text"]))) is not None:
+            return frame
 
 
 def test_a_dropped_turn_does_not_hold_up_the_users_next_words():
@@ -171,8 +182,10 @@ def test_speaking_over_a_reply_still_playing_records_the_words_heard():
     stop = decode(speak("Stop.")).samples
     with TestClient(app).websocket_connect("/ws") as ws:
         ws.send_bytes(to_pcm16(question))
-        received = [ws.receive_json() for _ in range(3)]
-        assert [f["type"] for f in received] == ["StartFrame", "TTSAudioFrame", "TTSAudioFrame"]
+        reader = WireReader()
+        received = [receive_frame(ws, reader) for _ in range(3)]
+        assert [type(f) for f in received] == [StartFrame, TTSAudioFrame, TTSAudioFrame]
+        assert all(len(f.audio) for f in received[1:]), "the audio comes whole, as the binary message after its header"
         time.sleep(1.0)
         ws.send_bytes(to_pcm16(stop))
         assert ws.receive_json()["type"] == "StartInterruptionFrame"

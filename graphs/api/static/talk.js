@@ -14,9 +14,10 @@ function pcm16(floats) {
   return out.buffer;
 }
 
+let header = null; // a frame whose audio is the next, binary, message
+
 function play(frame) {
-  const bytes = Uint8Array.from(atob(frame.audio), (c) => c.charCodeAt(0));
-  const samples = new Int16Array(bytes.buffer, 0, bytes.length >> 1);
+  const samples = new Int16Array(frame.audio, 0, frame.audio.byteLength >> 1);
   const buffer = speaker.createBuffer(1, samples.length, frame.sample_rate);
   const channel = buffer.getChannelData(0);
   for (let i = 0; i < samples.length; i++) channel[i] = samples[i] / 32767;
@@ -94,7 +95,17 @@ async function start(event) {
     $("status").textContent = "Listening.";
     $("stop").disabled = false;
   };
-  ws.onmessage = (message) => received(JSON.parse(message.data));
+  ws.binaryType = "arraybuffer";
+  ws.onmessage = (message) => {
+    if (typeof message.data !== "string") {
+      if (header) received({ ...header, [header.binary]: message.data });
+      header = null;
+      return;
+    }
+    const frame = JSON.parse(message.data);
+    if (frame.binary) header = frame;
+    else received(frame);
+  };
   ws.onclose = (closed) => {
     $("status").textContent = closed.reason ? `Closed: ${closed.reason}` : "Microphone off.";
     stop();
