@@ -25,6 +25,7 @@ import numpy as np
 from ray import serve
 
 from deployments.llm_service import CONTEXT_FIELDS
+from deployments.sentences import segmenter
 from graphs.observability.latency import stage_profile
 from graphs.observability.metrics import ClusterMetrics
 from graphs.observability.otel import TrackTracer
@@ -67,6 +68,7 @@ class ClusterGraph:
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-writer")
         self.metrics = ClusterMetrics(cluster)
         self.tracer = TrackTracer(otlp_endpoint) if otlp_endpoint else None
+        segmenter()  # replies are cut into sentences for the voice: load the segmenter now, not on the first turn
 
     async def run_turn(self, request: TurnRequest) -> TurnOutcome:
         turn = Turn(request)
