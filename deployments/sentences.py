@@ -34,7 +34,13 @@ def segmenter() -> PunktSentenceTokenizer:
 
 def _ends(text: str) -> list[int]:
     """Where Punkt ends each sentence of the text (the last one at the text's end, mark or not)."""
-    return [end for _, end in segmenter().span_tokenize(text)]
+    ends: list[int] = []
+    for start, end in segmenter().span_tokenize(text):
+        if ends and start == ends[-1]:  # at the text's end Punkt cuts "it!!" as "it!" + "!"; no white space, no end
+            ends[-1] = end
+        else:
+            ends.append(end)
+    return ends
 
 
 def _inner_ends(text: str) -> list[int]:
@@ -45,7 +51,8 @@ def _inner_ends(text: str) -> list[int]:
 
 def split_sentences(text: str) -> list[str]:
     """Whole sentences of a complete text; a trailing fragment without an end mark is kept."""
-    return [sentence for sentence in segmenter().tokenize(text) if sentence.strip()]
+    ends = _ends(text)
+    return [sentence for start, end in zip([0, *ends], ends, strict=False) if (sentence := text[start:end].strip())]
 
 
 def ends_sentence(text: str) -> bool:

@@ -58,3 +58,8 @@ def test_abbreviations_and_decimals_do_not_end_a_sentence():
     assert feed(text) == (["Dr. Smith arrived at 3.5 p.m. today."], "Mr. Jones came later, e.g. at six.")
     assert trim_to_sentence("It costs 3.5 euros. Mrs. Brown said") == "It costs 3.5 euros."
     assert split_sentences("I said no. He left.") == ["I said no.", "He left."]
+
+
+def test_repeated_marks_stay_with_their_sentence():
+    assert split_sentences("I love it!!! Really?!") == ["I love it!!!", "Really?!"]
+    assert feed("I love it so much!!! Really.", size=2) == (["I love it so much!!!"], "Really.")
