@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from deployments.sentences import SentenceAggregator
+from deployments.sentences import SentenceAggregator, segmenter
 
 FIRST_CHUNK_WORDS = 3  # a reply's first words are spoken before its first sentence ends
 
@@ -47,6 +47,7 @@ class Incremental:
     pieces_key: str  # the record's count of calls
     text_key: str  # the record's text of the pieces handled (what was spoken, for the history)
     summed: tuple[str, ...] = ()  # profile values that add up over the calls; the rest are the same each time
+    prepare: Callable[[], object] = lambda: None  # the chunker's one-off load, for a graph to do as it starts
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ KINDS: dict[str, Contract] = {
         incremental=Incremental(
             "reply_text",
             partial(SentenceAggregator, first_words=FIRST_CHUNK_WORDS),
+            prepare=segmenter,
             pieces_key="sentences",
             text_key="spoken_text",
             summed=("api_processing_s", "characters", "retries", "audio_seconds"),

@@ -4,26 +4,55 @@ chunking documents; and where the first words of a reply can be spoken before it
 from __future__ import annotations
 
 import re
+from functools import cache
+from typing import TYPE_CHECKING
 
-# A sentence ends at . ! ? (possibly repeated, possibly closed by a quote or bracket) followed by
-# white space or the end of the text.
+if TYPE_CHECKING:
+    from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+# NLTK's Punkt decides where sentences end: after . ! ? (possibly repeated, possibly closed by a quote
+# or bracket) unless the period belongs to a number ("3.5") or an abbreviation, or an ellipsis runs on
+# in lower case. It is used untrained (no data to download), with the abbreviations a spoken reply
+# uses mid-sentence; "no" and "etc" are left out, as replies end sentences with them.
+ABBREVIATIONS = frozenset({"dr", "mr", "mrs", "ms", "prof", "st", "jr", "sr", "vs", "e.g", "i.e", "a.m", "p.m"})
+
 _MARK = r"[.!?]+[\"')\]]*"
-_END = re.compile(_MARK + r"(?=\s|$)")
-_END_BEFORE_SPACE = re.compile(_MARK + r"(?=\s)")  # while text streams in, the end of the text may not be an end
 _ENDS_TEXT = re.compile(_MARK + r"\s*$")
 _CLAUSE_BEFORE_SPACE = re.compile(r"[,;:—]+(?=\s)")
 
 
+@cache
+def segmenter() -> PunktSentenceTokenizer:
+    """Punkt, loaded on first use: importing nltk takes about 3 s of CPU (it imports scipy.stats), which
+    processes that never cut sentences should not pay; those that do call this as they start."""
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+    parameters = PunktParameters()
+    parameters.abbrev_types = set(ABBREVIATIONS)
+    return PunktSentenceTokenizer(parameters)
+
+
+def _ends(text: str) -> list[int]:
+    """Where Punkt ends each sentence of the text (the last one at the text's end, mark or not)."""
+    ends: list[int] = []
+    for start, end in segmenter().span_tokenize(text):
+        if ends and start == ends[-1]:  # at the text's end Punkt cuts "it!!" as "it!" + "!"; no white space, no end
+            ends[-1] = end
+        else:
+            ends.append(end)
+    return ends
+
+
+def _inner_ends(text: str) -> list[int]:
+    """The sentence ends a following sentence has confirmed: while text streams in, the end of the
+    text may not be an end, since Punkt needs the next word to tell ("Dr." + " Smith")."""
+    return _ends(text)[:-1]
+
+
 def split_sentences(text: str) -> list[str]:
     """Whole sentences of a complete text; a trailing fragment without an end mark is kept."""
-    sentences, start = [], 0
-    for match in _END.finditer(text):
-        if sentence := text[start : match.end()].strip():
-            sentences.append(sentence)
-        start = match.end()
-    if rest := text[start:].strip():
-        sentences.append(rest)
-    return sentences
+    ends = _ends(text)
+    return [sentence for start, end in zip([0, *ends], ends, strict=False) if (sentence := text[start:end].strip())]
 
 
 def ends_sentence(text: str) -> bool:
@@ -33,8 +62,13 @@ def ends_sentence(text: str) -> bool:
 
 def trim_to_sentence(text: str) -> str:
     """Drop a trailing half sentence left by the token limit; it sounds broken when spoken."""
-    ends = list(_END.finditer(text))
-    return text[: ends[-1].end()] if ends else text
+    ends = _marked_ends(text)
+    return text[: ends[-1]] if ends else text
+
+
+def _marked_ends(text: str) -> list[int]:
+    """The sentence ends that have an end mark (the text's last sentence may have none)."""
+    return [end for end in _ends(text) if ends_sentence(text[:end])]
 
 
 class SentenceAggregator:
@@ -60,11 +94,11 @@ class SentenceAggregator:
         if self.emitted == 0 and self.first_words and (first := self._first_chunk()):
             sentences.append(first)
         start = 0
-        for match in _END_BEFORE_SPACE.finditer(self._buffer):
-            candidate = self._buffer[start : match.end()].strip()
+        for end in _inner_ends(self._buffer):
+            candidate = self._buffer[start:end].strip()
             if len(candidate) >= self.min_chars:
                 sentences.append(candidate)
-                start = match.end()
+                start = end
         self._buffer = self._buffer[start:]
         self.emitted += len(sentences)
         return sentences
@@ -72,16 +106,14 @@ class SentenceAggregator:
     def _first_chunk(self) -> str | None:
         """The reply's opening words, once there are enough: the earliest sentence end or clause after
         `first_clause_words` words (or a sentence of `min_chars`), else the first `first_words` words."""
-        marks = sorted(
-            [*_END_BEFORE_SPACE.finditer(self._buffer), *_CLAUSE_BEFORE_SPACE.finditer(self._buffer)],
-            key=lambda m: m.end(),
-        )
+        ends = _inner_ends(self._buffer)
+        marks = sorted([*ends, *(m.end() for m in _CLAUSE_BEFORE_SPACE.finditer(self._buffer))])
         cut = next(
             (
-                m.end()
-                for m in marks
-                if len(self._buffer[: m.end()].split()) >= self.first_clause_words
-                or (_END.fullmatch(m.group()) and len(self._buffer[: m.end()].strip()) >= self.min_chars)
+                end
+                for end in marks
+                if len(self._buffer[:end].split()) >= self.first_clause_words
+                or (end in ends and len(self._buffer[:end].strip()) >= self.min_chars)
             ),
             None,
         )
@@ -100,7 +132,7 @@ class SentenceAggregator:
         sentence came before it (half a sentence sounds broken), kept when it is all there is.
         """
         rest, self._buffer = self._buffer.strip(), ""
-        if not rest or (self.emitted and not _END.search(rest)):
+        if not rest or (self.emitted and not _marked_ends(rest)):
             return None
         self.emitted += 1
         return rest

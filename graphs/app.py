@@ -190,6 +190,9 @@ def graph_steps(config: ClustersConfig, cluster: str, registry: dict[str, Any]) 
 
 def serve_host() -> str | None:
     """The host Serve's HTTP proxy listens on, from the running Serve controller (None: no Serve here)."""
+    # Private, as in graphs/launch.py: Ray Serve 2.60 has no public call that tells the HTTP options of a
+    # running Serve (serve.status() lists proxies and applications, not where they listen; the REST API
+    # that does needs the dashboard, which local runs leave off), and this check must see the real host.
     import ray
     from ray.serve.context import _get_global_client
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dotenv import dotenv_values
 from ray import serve
 from ray.serve.schema import ServeDeploySchema
 
@@ -64,9 +65,7 @@ def deploy(config: dict[str, Any], timeout_s: float = 600) -> str:
 
 def ray_environment(path: str | Path = "configs/ray.env") -> dict[str, str]:
     """The KEY=VALUE lines of the file scripts/serve.sh sources before `serve run`."""
-    lines = resolve_path(path).read_text().splitlines()
-    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    return {key.strip(): value.strip() for key, value in pairs}
+    return {key: value for key, value in dotenv_values(resolve_path(path)).items() if value is not None}
 
 
 def use_ray_environment() -> None:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from deployments.component import Component, StrictModel
 from deployments.kinds import StageOutput, render_slot
-from deployments.sentences import trim_to_sentence
+from deployments.sentences import segmenter, trim_to_sentence
 
 PIECE_INTERVAL_S = 0.04  # streamed text goes out in pieces at most this often (after the first)
 # The voice prompt: short replies for the ear, and honesty about what a model with no tools cannot know or
@@ -178,6 +178,10 @@ def template_errors(
 class LLMService(Component):
     kind = "llm"
     Params = LLMParams
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        segmenter()  # replies are trimmed to their last sentence: load the segmenter now, not on the first turn
 
     @classmethod
     def check_params(cls, params: dict[str, Any], available: set[str]) -> list[tuple[str, str]]:

@@ -4,7 +4,6 @@ import asyncio
 import base64
 import json
 import logging
-import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -14,7 +13,7 @@ from urllib.parse import urlencode
 from fastapi import File, Form, HTTPException, Path, Query, Request, UploadFile, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from ray import serve
 from starlette.background import BackgroundTask
 
@@ -42,21 +41,27 @@ logger = logging.getLogger("ray.serve")
 
 # `since`: epoch seconds (up to 11 digits: year 5138) or an RFC 3339 date-time, as the schema says.
 EPOCH_SECONDS = r"^\d{1,11}(\.\d+)?$"
-RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 SINCE_SCHEMA = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "pattern": EPOCH_SECONDS}]}
+# Pydantic reads both; a number is seconds however large (not milliseconds past year 2603), a date-time
+# needs its offset.
+SINCE = TypeAdapter(AwareDatetime, config=ConfigDict(val_temporal_unit="seconds"))
+EXAMPLE = "2026-11-23T12:00:00Z"
 
 
 def parse_since(value: str) -> datetime:
     """`since` in UTC; anything else, a date off the calendar included, is a 422 like any bad parameter."""
     try:
-        if re.match(EPOCH_SECONDS, value):
-            return datetime.fromtimestamp(float(value), UTC)
-        if not re.match(RFC3339, value):
-            raise ValueError("expected epoch seconds or an RFC 3339 date-time such as 2026-11-23T12:00:00Z")
-        return datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] in "Zz" else value).astimezone(UTC)
-    except ValueError as exc:
-        problem = {"type": "value_error", "loc": ("query", "since"), "msg": str(exc), "input": value}
-        raise RequestValidationError([problem]) from None
+        return SINCE.validate_python(value).astimezone(UTC)
+    except ValidationError as exc:
+        problems = [
+            {
+                **e,
+                "loc": ("query", "since"),
+                "msg": f"{e['msg']}; expected epoch seconds or a date-time such as {EXAMPLE}",
+            }
+            for e in exc.errors(include_url=False)
+        ]
+        raise RequestValidationError(problems) from None
 
 
 TrackStatus = Literal["completed", "failed", "cancelled", "running", "empty"]

@@ -6,6 +6,8 @@ to rate the turn; `/clusters/{name}` benchmarks a cluster from its recorded turn
 """
 
 import asyncio
+import io
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,6 +24,7 @@ from omniwire.profile import model_time, transfer_time
 from omniwire.tracks import TrackIdError, parse_track_id
 
 WIDTH = 720  # px of the time axis
+_DRAWING = threading.Lock()
 FILLS = {"model": "#2f6fd6", "transfer": "#b9cdf0", "wait": "#e9ecf2", "failed": "#d64a3f", "cancelled": "#d9b44a"}
 
 _STATIC = Path(__file__).parent / "static"
@@ -98,28 +101,30 @@ def _turn_view(number: int, tasks: list[dict], audio: list[dict], annotations: l
     }
 
 
-def _histogram(values: list[float], bins: int = 12) -> tuple[list[dict], list[dict]]:
+def _histogram(values: list[float], bins: int = 12) -> str:
+    """The end-to-end times as an SVG histogram (matplotlib, as bench/report.py draws), counts on the bars;
+    the page shows it inline. Empty when there is nothing to count. Takes 0.1-1 s: call it off the event loop."""
     if not values:
-        return [], []
-    low, high = min(values), max(values)
-    width = (high - low) / bins or 1.0
-    counts = [0] * bins
-    for v in values:
-        counts[min(int((v - low) / width), bins - 1)] += 1
-    bar = WIDTH / bins
-    peak = max(counts)
-    bars = [
-        {
-            "x": i * bar,
-            "w": bar,
-            "h": 110 * c / peak,
-            "count": c,
-            "label": f"{(low + i * width) * 1000:.0f}-{(low + (i + 1) * width) * 1000:.0f} ms",
-        }
-        for i, c in enumerate(counts)
-    ]
-    ticks = [{"x": i * bar, "label": f"{(low + i * width) * 1000:.0f} ms"} for i in range(0, bins, 3)]
-    return bars, ticks
+        return ""
+    # Imported here: only the process that serves this page pays for loading matplotlib.
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    # rcParams are global: one figure at a time; text stays text, ids the same on each draw.
+    with _DRAWING, matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "histogram", "font.size": 9}):
+        figure = Figure(figsize=((WIDTH + 40) / 100, 1.9), dpi=100, layout="constrained")
+        axes = figure.add_subplot()
+        counts, edges, bars = axes.hist([v * 1000 for v in values], bins=bins, color="#2f6fd6", rwidth=0.95)
+        for i, bar in enumerate(bars):
+            bar.set_gid(f"bar-{i}")
+        axes.bar_label(bars, labels=[f"{c:.0f}" if c else "" for c in counts], fontsize=8)
+        axes.set_xlabel("ms")
+        axes.set_yticks([])
+        axes.spines[["top", "right", "left"]].set_visible(False)
+        svg = io.StringIO()
+        figure.savefig(svg, format="svg", metadata={"Date": None})
+    text = svg.getvalue()
+    return text[text.index("<svg") :]
 
 
 class TracePages:
@@ -238,7 +243,7 @@ class TracePages:
                     "transfer_w": WIDTH * transfer["median"] / longest,
                 }
             )
-        histogram, ticks = _histogram(e2e)
+        histogram = await asyncio.to_thread(_histogram, e2e)
         return self._render(
             "cluster.html",
             cluster=cluster,
@@ -247,7 +252,6 @@ class TracePages:
             width=WIDTH,
             e2e=spread(e2e),
             histogram=histogram,
-            ticks=ticks,
             overall_rating=ratings.get("overall"),
         )
 

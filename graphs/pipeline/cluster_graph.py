@@ -66,6 +66,9 @@ class ClusterGraph:
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-writer")
         self.metrics = ClusterMetrics(cluster)
         self.tracer = TrackTracer(otlp_endpoint) if otlp_endpoint else None
+        for stage in self.stages:  # what cuts a streamed slot loads now, not on the first turn
+            if stage.contract.incremental is not None:
+                stage.contract.incremental.prepare()
 
     async def run_turn(self, request: TurnRequest) -> TurnOutcome:
         turn = Turn(request)

@@ -35,7 +35,7 @@ def test_a_fragment_cut_by_the_token_limit_is_dropped_after_a_sentence():
 
 def test_one_rule_for_complete_texts():
     text = 'She said "stop!" Then left. Really?! Yes... fine'
-    assert split_sentences(text) == ['She said "stop!"', "Then left.", "Really?!", "Yes...", "fine"]
+    assert split_sentences(text) == ['She said "stop!"', "Then left.", "Really?!", "Yes... fine"]
     assert trim_to_sentence("It is sunny. The forecast for tomor") == "It is sunny."
     assert trim_to_sentence('He said "hello."') == 'He said "hello."'
     assert trim_to_sentence("no end mark at all") == "no end mark at all"
@@ -50,3 +50,16 @@ def test_the_first_words_are_spoken_before_the_first_sentence_ends():
     assert clause.push("Yes, of course, here it") == ["Yes, of course,"], "or the first clause of three words"
     short = SentenceAggregator(first_words=6)
     assert short.push("It is Paris. And") == ["It is Paris."], "a short sentence is a first chunk too"
+
+
+def test_abbreviations_and_decimals_do_not_end_a_sentence():
+    text = "Dr. Smith arrived at 3.5 p.m. today. Mr. Jones came later, e.g. at six."
+    assert split_sentences(text) == ["Dr. Smith arrived at 3.5 p.m. today.", "Mr. Jones came later, e.g. at six."]
+    assert feed(text) == (["Dr. Smith arrived at 3.5 p.m. today."], "Mr. Jones came later, e.g. at six.")
+    assert trim_to_sentence("It costs 3.5 euros. Mrs. Brown said") == "It costs 3.5 euros."
+    assert split_sentences("I said no. He left.") == ["I said no.", "He left."]
+
+
+def test_repeated_marks_stay_with_their_sentence():
+    assert split_sentences("I love it!!! Really?!") == ["I love it!!!", "Really?!"]
+    assert feed("I love it so much!!! Really.", size=2) == (["I love it so much!!!"], "Really.")
