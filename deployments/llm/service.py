@@ -229,7 +229,7 @@ class LLMService(Component):
     async def prepare(self, inputs: dict[str, Any], params: dict[str, Any]) -> None:
         """Called while the person is still speaking: the next turn's prompt up to their words (the system
         message and the history) is read now, so the turn itself reads only their words. A conversation's
-        history moves on every few turns (graphs.store.trace_store.history_start), and then has to be
+        history moves on every few turns (graphs.store.history.history_start), and then has to be
         read again: 0.6-0.9 s before the first word for the three exchanges kept after a drop (Qwen 0.5B
         int4, 2 cores), after the person has stopped."""
         parsed = self.Params.model_validate(params)

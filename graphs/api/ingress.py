@@ -31,7 +31,7 @@ from graphs.observability.latency import overhead_s
 from graphs.observability.loop_lag import WINDOW_S, LoopLagProbe
 from graphs.observability.metrics import AdmissionMetrics
 from graphs.pipeline.turn import TurnFactory, TurnOutcome, TurnRequest
-from graphs.store.trace_store import AnnotationError, TraceStore, TrackBusy, summarise_turns
+from graphs.store import AnnotationError, TraceStore, TrackBusy, summarise_turns
 from omniwire import audio
 from omniwire.frames import ErrorFrame, StartFrame
 from omniwire.profile import model_time, transfer_time

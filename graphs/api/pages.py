@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from graphs.api.auth import COOKIE, key_matches
 from graphs.api.http_app import api
 from graphs.observability.latency import spread, turn_summary
-from graphs.store.trace_store import TaskStatus, TraceStore, summarise_turns
+from graphs.store import TaskStatus, TraceStore, summarise_turns
 from omniwire.profile import model_time, transfer_time
 from omniwire.tracks import TrackIdError, parse_track_id
 

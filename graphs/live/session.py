@@ -99,11 +99,13 @@ class LiveSettings(BaseModel):
 
 
 class TurnFacts(Protocol):
-    """Where a session records what it learns of a turn after its graph has run it."""
+    """Where a session records what it learns of a turn after its graph has run it: appended beside
+    the graph's records (graphs/store/writes.py, TurnFactWrites), never written into them, so it
+    need not wait for the graph to close the turn. A turn is named by its track and task ids."""
 
-    def discard_turn(self, task_ids: list[str], reason: str) -> Any: ...
+    def record_discarded(self, track_id: str, task_ids: list[str], reason: str) -> Any: ...
 
-    def mark_heard(self, task_ids: list[str], text: str, seconds: float) -> Any: ...
+    def record_heard(self, track_id: str, task_ids: list[str], text: str, seconds: float) -> Any: ...
 
 
 @dataclass
@@ -147,7 +149,7 @@ class LiveConversation:
         self.turn: _LiveTurn | None = None  # the turn replying, or about to
         self.interrupted = False
         self._preparing: asyncio.Task | None = None
-        self._marking: set[asyncio.Task] = set()  # records being marked: dropped turns, replies cut short
+        self._marking: set[asyncio.Task] = set()  # facts being recorded: dropped turns, replies cut short
         self.playout = Playout()  # the reply audio sent, as the client plays it
         self._audio_turns: dict[int, _LiveTurn] = {}  # queued reply audio (by frame seq) and its turn
 
@@ -342,7 +344,7 @@ class LiveConversation:
             await asyncio.wait({turn.previous.task})
         turn.previous = None  # done: nothing to wait for or go back to
         if self._marking:
-            # Dropped turns and replies cut short are marked before this one reads the history.
+            # Dropped turns and replies cut short are recorded before this one reads the history.
             await asyncio.wait(set(self._marking))
         try:
             ticket = self.admission.admit("live")
@@ -369,17 +371,17 @@ class LiveConversation:
             turn.held.append(frame)
 
     async def _drop(self, turn: _LiveTurn, reason: str) -> None:
-        """A turn started on a pause that was not the end: cancelled, and its records say why.
-
-        The records are marked beside the session, not in its way: marking waits for the graph to
-        close them, and meanwhile the user's audio must still be heard as it comes."""
+        """A turn started on a pause that was not the end: cancelled, and its records say why."""
         await self._cancel(turn)
         if self.turn is turn:
             self.turn = turn.previous
         if self.facts is not None:
-            self._mark(self.facts.discard_turn, turn.request.task_ids, reason)
+            self._mark(self.facts.record_discarded, turn.request.track_id, turn.request.task_ids, reason)
 
     def _mark(self, marker: Callable[..., Any], *args: Any) -> None:
+        """A fact recorded beside the session, not in its way: the append may wait for the database
+        (SQLite's write lock, a far PostgreSQL), and meanwhile the user's audio must still be heard
+        as it comes. The next turn goes to the graph once it is recorded (its history reads it)."""
         marking = asyncio.create_task(asyncio.to_thread(marker, *args))
         self._marking.add(marking)
         marking.add_done_callback(self._marked)
@@ -387,7 +389,7 @@ class LiveConversation:
     def _marked(self, marking: asyncio.Task) -> None:
         self._marking.discard(marking)
         if not marking.cancelled() and (exc := marking.exception()) is not None:
-            logger.warning("marking the records of %s failed", self.start.track_id, exc_info=exc)
+            logger.warning("recording what was learnt of a turn of %s failed", self.start.track_id, exc_info=exc)
 
     async def _interrupt(self) -> None:
         if not self.speaking:
@@ -404,7 +406,8 @@ class LiveConversation:
         if self.facts is not None:
             for heard in cut:
                 if heard is not None and heard.turn is not None:
-                    self._mark(self.facts.mark_heard, heard.turn.request.task_ids, heard.text, heard.seconds)
+                    request = heard.turn.request
+                    self._mark(self.facts.record_heard, request.track_id, request.task_ids, heard.text, heard.seconds)
 
     async def _cancel_turn(self) -> None:
         if self.turn is not None:

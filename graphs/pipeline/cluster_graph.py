@@ -39,7 +39,7 @@ from graphs.pipeline.turn import (
     error_text,
     with_failover,
 )
-from graphs.store.trace_store import TaskStatus, TraceStore
+from graphs.store import TaskStatus, TraceStore
 from omniwire.audio import MODEL_RATE, encode_wav, pcm16_wav
 from omniwire.frames import EndFrame, Frame, MetricsFrame, StartFrame, SyncFrame
 

@@ -18,7 +18,7 @@ from ray.serve.exceptions import RequestCancelledError
 from deployments.kinds import KINDS, Contract
 from graphs.observability.latency import FirstAudio
 from graphs.observability.metrics import ClusterMetrics
-from graphs.store.trace_store import TraceStore
+from graphs.store import TraceStore
 from omniwire.frames import ErrorFrame, Frame, TTSAudioFrame
 
 NO_SPEECH = "no speech recognised in the audio"

@@ -11,7 +11,7 @@ from ray import serve
 from sqlalchemy import func, select
 
 from bench.speech import speak
-from graphs.store.trace_store import TaskRecord, TaskStatus, TraceStore
+from graphs.store import TaskRecord, TaskStatus, TraceStore
 from omniwire.profile import model_time, transfer_time, wait_time
 
 CLUSTER = "CLUSTER_HF_ETE_CONVERSATION"

@@ -10,7 +10,7 @@ import soundfile as sf
 from sqlalchemy import select
 
 from bench.speech import speak
-from graphs.store.trace_store import TaskRecord, TraceStore
+from graphs.store import TaskRecord, TraceStore
 from tests.integration.test_conversation import post, stages_of, voiced_seconds, words
 from tests.pictures import sign
 

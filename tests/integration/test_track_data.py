@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import update
 
 from bench.speech import speak
-from graphs.store.trace_store import AudioRecord, TraceStore
+from graphs.store import AudioRecord, TraceStore
 from omniwire.tracks import new_track_id
 from tests.integration.test_conversation import MALFORMED, UNKNOWN_TRACK, post
 

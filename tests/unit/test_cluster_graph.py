@@ -24,7 +24,7 @@ from graphs.app import build_graphs, graph_steps
 from graphs.config import load_clusters, parse_clusters
 from graphs.pipeline.cluster_graph import ClusterGraph
 from graphs.pipeline.turn import TurnRecords, TurnRequest
-from graphs.store.trace_store import TaskStatus, TraceStore
+from graphs.store import TaskStatus, TraceStore
 from omniwire.audio import MODEL_RATE
 from omniwire.frames import LLMTextFrame, MetricsFrame, TTSAudioFrame
 from omniwire.profile import model_time, transfer_time, wait_time

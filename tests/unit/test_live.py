@@ -74,9 +74,9 @@ def receive_frame(ws, reader: WireReader):
 
 
 def test_a_dropped_turn_does_not_hold_up_the_users_next_words():
-    """Marking a dropped turn's records waits for its graph to close them (up to seconds when a
-    replica is slow); the session meanwhile goes on hearing the user and starts the next turn, which
-    goes to the graph once the marking is done (so its history cannot hold the dropped turn)."""
+    """Recording that a turn was dropped may wait for the database (SQLite's write lock, a far
+    PostgreSQL); the session meanwhile goes on hearing the user and starts the next turn, which goes
+    to the graph once the fact is recorded (so its history cannot hold the dropped turn)."""
     graph, marking, next_turn = _Graph(), threading.Event(), threading.Event()
     discarded: list[str] = []
     requests: list[TurnRequest] = []
@@ -88,8 +88,9 @@ def test_a_dropped_turn_does_not_hold_up_the_users_next_words():
         return requests[-1]
 
     class Facts:
-        def discard_turn(self, task_ids: list[str], reason: str) -> None:
+        def record_discarded(self, track_id: str, task_ids: list[str], reason: str) -> None:
             marking.wait(timeout=30)
+            assert track_id == TRACK and task_ids == requests[0].task_ids
             discarded.append(reason)
 
     app = FastAPI()
@@ -112,7 +113,7 @@ def test_a_dropped_turn_does_not_hold_up_the_users_next_words():
             for start in range(0, len(audio), 320):
                 ws.send_bytes(to_pcm16(audio[start : start + 320]))
             assert next_turn.wait(timeout=20), "the user's next words waited for the dropped turn's records"
-            assert not discarded and len(graph.turns) == 1, "the next turn went ahead of the marking"
+            assert not discarded and len(graph.turns) == 1, "the next turn went ahead of the dropped turn's fact"
             marking.set()
             assert graph.two_turns.wait(timeout=20)
             ws.close()
@@ -143,7 +144,7 @@ class _Reply:
 def test_speaking_over_a_reply_still_playing_records_the_words_heard():
     """The reply is all sent at once and its turn ends; the user speaks a second into its three
     seconds of audio: the words of its first second are what the records say was heard."""
-    heard: list[tuple[list[str], str, float]] = []
+    heard: list[tuple[str, list[str], str, float]] = []
     requests: list[TurnRequest] = []
     reply = [
         TTSAudioFrame(audio=bytes(32_000), sample_rate=16_000, sentence=0, text="Paris is the"),
@@ -170,7 +171,7 @@ def test_speaking_over_a_reply_still_playing_records_the_words_heard():
         vad = VADSettings(end_of_turn=False)
 
         class Facts:
-            def mark_heard(self, *args) -> None:
+            def record_heard(self, *args) -> None:
                 heard.append(args)
 
         services = SessionServices(facts=Facts())
@@ -193,7 +194,7 @@ def test_speaking_over_a_reply_still_playing_records_the_words_heard():
     deadline = time.monotonic() + 10
     while not heard and time.monotonic() < deadline:
         time.sleep(0.01)
-    [(task_ids, text, seconds)] = heard
-    assert task_ids == requests[0].task_ids
+    [(track_id, task_ids, text, seconds)] = heard
+    assert track_id == TRACK and task_ids == requests[0].task_ids
     assert text.startswith("Paris is the") and text != "Paris is the capital city of France.", text
     assert 1.0 <= seconds < 2.0

@@ -13,7 +13,7 @@ from ray import serve
 from graphs.app import AppArgs, build_graphs
 from graphs.config import parse_clusters
 from graphs.pipeline.turn import TurnRequest
-from graphs.store.trace_store import TraceStore
+from graphs.store import TraceStore
 from omniwire.audio import MODEL_RATE
 from omniwire.tracks import new_track_id, parse_track_id
 from tests.unit.test_cluster_graph import CONFIG

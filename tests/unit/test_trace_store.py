@@ -9,13 +9,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import select, text
 
-from graphs.store.trace_store import (
+from graphs.store import (
     TaskRecord,
     TaskStatus,
     TraceStore,
     TrackBusy,
+    TurnEventRecord,
     history_start,
     metadata,
     migration_config,
@@ -162,7 +163,7 @@ def test_a_reply_spoken_over_is_remembered_as_far_as_it_was_heard(url):
     store.complete_task(stt, {"transcript": "Tell me about Paris."}, {})
     store.complete_task(llm, {"reply_text": "Paris is the capital of France. It has the Louvre."}, {})
     store.complete_task(tts, {"sentences": 2, "spoken_text": "Paris is the capital of France. It has the Louvre."}, {})
-    assert store.mark_heard([stt, llm, tts], "Paris is the capital", 1.2)
+    store.record_heard(track_id, [stt, llm, tts], "Paris is the capital", 1.2)
     record = store.track(track_id)["tasks"][2]
     assert record["status"] == "completed", "the speech was made; the user cut its playing short"
     assert record["result_profile"] == {
@@ -172,29 +173,114 @@ def test_a_reply_spoken_over_is_remembered_as_far_as_it_was_heard(url):
         "heard_s": 1.2,
         "interrupted": True,
     }
+    assert [t["result_profile"] for t in store.track(track_id)["tasks"][:2]] == [
+        {"transcript": "Tell me about Paris."},
+        {"reply_text": "Paris is the capital of France. It has the Louvre."},
+    ], "only the speech record says what was heard"
     assert store.history(track_id, 5)[-1] == {"role": "assistant", "content": "Paris is the capital"}
 
-    store.mark_heard([stt, llm, tts], "", 0.0)
+    store.record_heard(track_id, [stt, llm, tts], "", 0.0)
     assert store.history(track_id, 5) == [], "nothing of the reply heard: no exchange to build on"
 
 
-def test_marking_what_was_heard_waits_for_an_interrupted_turn_to_close(url):
+def test_what_was_heard_holds_when_recorded_before_the_turn_closed(url):
+    """The session records it at once; the interrupted turn's graph closes its tasks later, and
+    the records it writes then are read with what was heard."""
     store = TraceStore(url)
     track_id = new_track_id(CLUSTER)
     _, (stt, llm, tts) = store.begin_turn(track_id, CLUSTER, STAGES)
     store.complete_task(stt, {"transcript": "Tell me a story."}, {})
     store.start_task(tts, time.time())
-    with ThreadPoolExecutor(1) as pool:
-        marked = pool.submit(store.mark_heard, [stt, llm, tts], "Once upon", 0.6)
-        time.sleep(0.2)
-        assert not marked.done(), "the turn's graph has not closed its tasks yet"
-        store.cancel_task(tts, "cancelled: interrupted", {"spoken_text": "Once upon a time.", "interrupted": True})
-        store.close_tasks([llm], "cancelled: interrupted")
-        assert marked.result(timeout=5)
+    store.record_heard(track_id, [stt, llm, tts], "Once upon", 0.6)
+    assert "heard_text" not in store.track(track_id)["tasks"][2]["result_profile"], "nothing spoken yet"
+    store.cancel_task(tts, "cancelled: interrupted", {"spoken_text": "Once upon a time.", "interrupted": True})
+    store.close_tasks([llm], "cancelled: interrupted")
     record = store.track(track_id)["tasks"][2]
     assert record["status"] == "cancelled"
-    assert record["result_profile"]["heard_text"] == "Once upon"
-    assert record["result_profile"]["spoken_text"] == "Once upon a time."
+    assert record["result_profile"] == {
+        "spoken_text": "Once upon a time.",
+        "interrupted": True,
+        "heard_text": "Once upon",
+        "heard_s": 0.6,
+    }
+    assert store.history(track_id, 5) == [
+        {"role": "user", "content": "Tell me a story."},
+        {"role": "assistant", "content": "Once upon"},
+    ]
+
+
+def _answered_turn(store: TraceStore, track_id: str, question: str, answer: str) -> list[str]:
+    _, ids = store.begin_turn(track_id, CLUSTER, STAGES)
+    stt, llm, tts = ids
+    store.complete_task(stt, {"transcript": question}, {"ts_start": 1.0, "ts_end": 1.5})
+    store.complete_task(llm, {"reply_text": answer}, {"ts_start": 1.5, "ts_end": 2.0})
+    store.complete_task(tts, {"spoken_text": answer}, {"ts_start": 2.0, "ts_end": 2.5})
+    return ids
+
+
+@pytest.mark.parametrize("order", ["after the graph closed it", "before the graph closed it"])
+def test_a_discarded_turn_is_cancelled_and_not_history(url, order):
+    store = TraceStore(url)
+    track_id = new_track_id(CLUSTER)
+    _answered_turn(store, track_id, "What is the capital", "Which capital?")
+    dropped = store.begin_turn(track_id, CLUSTER, STAGES)[1]
+    stt, llm, tts = dropped
+    reason = "cancelled: the user went on speaking after a pause"
+
+    def graph_closes() -> None:
+        store.complete_task(stt, {"transcript": "What is the capital"}, {"ts_start": 1.0, "ts_end": 1.5})
+        store.cancel_task(llm, "cancelled: interrupted", {"reply_text": "Paris", "interrupted": True})
+        store.close_tasks(dropped, "cancelled: interrupted")
+
+    if order == "after the graph closed it":
+        graph_closes()
+        store.record_discarded(track_id, dropped, reason)
+    else:
+        store.record_discarded(track_id, dropped, reason)
+        assert store.history(track_id, 5)[-1]["content"] == "Which capital?"
+        graph_closes()
+    store.record_heard(track_id, dropped, "Paris", 0.3)  # a discarded turn said nothing: this changes nothing
+
+    track = store.track(track_id)
+    tasks = [t for t in track["tasks"] if t["turn"] == 2]
+    assert [t["status"] for t in tasks] == ["cancelled"] * 3
+    assert all(t["error"] == reason for t in tasks)
+    assert [t["result_profile"] for t in tasks] == [
+        {"transcript": "What is the capital", "discarded": True},
+        {"interrupted": True, "discarded": True},
+        {"discarded": True},
+    ]
+    assert [t["status"] for t in store.tracks()[0:1]] == ["cancelled"]
+    assert len(store.history(track_id, 5)) == 2, "the discarded turn is neither said nor answered"
+    assert [len(turn) for turn in store.cluster_turns(CLUSTER)] == [3, 3]
+    discarded = [t for turn in store.cluster_turns(CLUSTER) for t in turn if t["turn"] == 2]
+    assert all(t["result_profile"].get("discarded") for t in discarded)
+
+
+def test_a_turn_discarded_before_its_graph_wrote_it_is_discarded_once_written(url):
+    """The session chose the task ids; the graph may make the track and its records after the fact."""
+    store = TraceStore(url)
+    track_id = new_track_id(CLUSTER)
+    task_ids = ["a" * 32, "b" * 32, "c" * 32]
+    store.record_discarded(track_id, task_ids, "cancelled: the utterance went on")
+    assert store.track(track_id) is None
+    store.begin_turn(track_id, CLUSTER, STAGES, task_ids=task_ids)
+    store.close_tasks(task_ids, "cancelled: interrupted")
+    tasks = store.track(track_id)["tasks"]
+    assert [(t["status"], t["error"]) for t in tasks] == [("cancelled", "cancelled: the utterance went on")] * 3
+    assert store.history(track_id, 5) == []
+
+
+def test_a_fact_makes_its_records_as_new_as_itself(url):
+    store = TraceStore(url)
+    track_id = new_track_id(CLUSTER)
+    ids = _answered_turn(store, track_id, "Hello", "Hi there, how can I help?")
+    before = store.track(track_id)["tasks"]
+    time.sleep(0.01)
+    store.record_heard(track_id, ids, "Hi there", 0.5)
+    after = store.track(track_id)["tasks"]
+    assert [a["updated_at"] == b["updated_at"] for a, b in zip(after, before)] == [True, True, False]
+    assert store.tracks()[0]["last_activity"] == after[2]["updated_at"]
 
 
 def test_opening_a_store_says_only_when_it_migrates(url, caplog):
@@ -202,7 +288,7 @@ def test_opening_a_store_says_only_when_it_migrates(url, caplog):
         TraceStore(url)
         TraceStore(url)
     assert not [r for r in caplog.records if r.name.startswith("alembic")], "Alembic's chatter at every open"
-    migrated = [r.getMessage() for r in caplog.records if r.name == "graphs.store.trace_store"]
+    migrated = [r.getMessage() for r in caplog.records if r.name == "graphs.store.schema"]
     assert len(migrated) == 1 and "schema migrated from None to" in migrated[0], migrated
 
 
@@ -273,13 +359,17 @@ def test_deleting_a_track_leaves_nothing_of_it_and_others_untouched(url):
     store = TraceStore(url)
     gone, kept = new_track_id(CLUSTER), new_track_id(CLUSTER)
     for track_id in (gone, kept):
-        _finished_turn(store, track_id)
+        ids = _finished_turn(store, track_id)
         store.annotate(track_id, 1, None, 4, "fine")
+        store.record_heard(track_id, ids, "", 0.0)
     gone_audio = [a["id"] for a in store.track(gone)["audio"]]
 
     assert store.delete_track(gone) is True
     assert store.track(gone) is None and all(store.audio(a) is None for a in gone_audio)
     assert store.delete_track(gone) is False
+    with store.engine.connect() as connection:
+        events = connection.execute(select(TurnEventRecord.track_id)).scalars().all()
+    assert events == [kept], "its turn events went with it"
     track = store.track(kept)
     assert len(track["tasks"]) == 3 and len(track["audio"]) == 2 and len(track["annotations"]) == 1
 
@@ -314,12 +404,14 @@ def test_retention_removes_old_audio_and_keeps_the_records(url):
 @pytest.mark.parametrize("had_removed", [True, False], ids=["with-removed", "without-removed"])
 def test_a_database_from_before_migrations_is_adopted(url, had_removed):
     """Earlier stores made the schema with create_all, which the initial revision repeats: such a
-    database is the migrated one without alembic_version (and, older still, without audio.removed)."""
+    database is the migrated one without alembic_version and the tables added since (turn_events),
+    and, older still, without audio.removed."""
     store = TraceStore(url)
     track_id = new_track_id(CLUSTER)
     _finished_turn(store, track_id)
     with store.engine.begin() as connection:
         connection.execute(text("DROP TABLE alembic_version"))
+        connection.execute(text("DROP TABLE turn_events"))
         if not had_removed:
             connection.execute(text("ALTER TABLE audio DROP COLUMN removed"))
     store.engine.dispose()

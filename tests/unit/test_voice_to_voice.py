@@ -18,7 +18,7 @@ from deployments.voice_to_voice.service import VoiceToVoice
 from graphs.app import build_graphs
 from graphs.config import DEFAULT_CLUSTERS_FILE, ROOT, ConfigError, parse_clusters
 from graphs.pipeline.turn import TurnRequest
-from graphs.store.trace_store import TraceStore
+from graphs.store import TraceStore
 from omniwire.audio import MODEL_RATE, decode
 from omniwire.tracks import new_track_id
 from tests.pictures import sign
