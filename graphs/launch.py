@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ from dotenv import dotenv_values
 from ray import serve
 from ray.serve.schema import ServeDeploySchema
 
-from graphs.config import ROOT, resolve_path
+from graphs.config import resolve_path
 
 
 def read_config(path: str | Path, port: int | None = None, **args: Any) -> dict[str, Any]:
@@ -34,25 +31,18 @@ def read_config(path: str | Path, port: int | None = None, **args: Any) -> dict[
 
 
 def deploy(config: dict[str, Any], timeout_s: float = 600) -> str:
-    """Deploy every application of a serve config onto the Ray instance this process is connected to,
-    wait until all run; returns the HTTP base URL.
+    """Start Serve, deploy every application, wait until all run; returns the HTTP base URL."""
+    # Ray Serve has no public API that deploys a config file from Python ("Call serve.run with a config
+    # file path", ray-project/ray#41359, open): `serve.run` takes an Application and would drop the
+    # config's per-deployment overrides. This is what `serve run CONFIG` itself calls.
+    from ray.serve._private import api as serve_api
 
-    Ray Serve has no public Python call that deploys a config file ("Call serve.run with a config file
-    path", ray-project/ray#41359, open; `serve.run` takes an Application and would drop the config's
-    per-deployment overrides), so this hands the file to Serve's own CLI, `serve run --non-blocking`.
-    """
-    import ray
-
-    schema = ServeDeploySchema.model_validate(config)  # a bad config is named here, before anything runs
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder, "serve_config.yaml")
-        path.write_text(yaml.safe_dump(config))
-        command = [Path(sys.executable).with_name("serve"), "run", "--non-blocking"]
-        command += ["--address", ray.get_runtime_context().gcs_address, path]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
-    said = done.stdout + done.stderr
-    if done.returncode != 0 or "Submitted deploy config successfully" not in said:
-        raise RuntimeError(f"serve run could not deploy the config:\n{said[-3000:]}")
+    schema = ServeDeploySchema.model_validate(config)
+    client = serve_api.serve_start(
+        http_options=schema.http_options.model_dump(),
+        proxy_location=schema.proxy_location,
+    )
+    client.deploy_apps(schema)
     names = {app.name for app in schema.applications}
     deadline = time.monotonic() + timeout_s
     while True:
